@@ -1,0 +1,70 @@
+"""The Actor base class and the context the runtime gives each incarnation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors._cell import ActorCell
+    from actors._ref import ActorRef
+
+
+class ActorContext:
+    """What an actor knows of itself: its ref, its incarnation, the current delivery attempt."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+
+    @property
+    def ref(self) -> ActorRef:
+        """The actor's own ref (stable across restarts)."""
+        return self._cell.ref
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        return self._cell.name
+
+    @property
+    def incarnation(self) -> int:
+        """1 for the first incarnation, incremented at every restart."""
+        return self._cell.incarnation
+
+    @property
+    def attempt(self) -> int:
+        """Delivery attempt of the message being processed: 1, or more when it is redelivered."""
+        return self._cell.attempt
+
+    def stop(self) -> None:
+        """Stop normally once the current message is processed (a normal exit, not a crash)."""
+        self._cell.request_stop()
+
+
+class Actor:
+    """Subclass and override ``receive``; a fresh instance is made for every incarnation.
+
+    ``receive``'s return value is the reply to an ``ask``; an exception raised from it crashes the
+    incarnation (and is raised to the asker, when the message was an ``ask``). ``on_start`` runs before
+    the first message of an incarnation, ``on_stop`` after its last one: on a normal stop, on a stop
+    requested by the supervisor, and after a crash. Neither runs when the incarnation is killed
+    (brutal kill, or a shutdown timeout that ran out), as in OTP.
+    """
+
+    _context: ActorContext
+
+    @property
+    def context(self) -> ActorContext:
+        """This incarnation's context (available from ``on_start`` on)."""
+        return self._context
+
+    async def on_start(self) -> None:
+        """Runs when an incarnation starts; raising here fails the start."""
+
+    async def on_stop(self) -> None:
+        """Runs when an incarnation ends, unless it was killed."""
+
+    async def receive(self, message: Any) -> Any:
+        """Process one message; the return value answers an ``ask``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement receive()")

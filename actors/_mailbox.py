@@ -1,0 +1,207 @@
+"""Mailboxes: a deque drained without yielding, parked on a one-shot future only when empty."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any, Final
+
+import attrs
+
+from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
+from actors._errors import ActorStoppedError, MailboxFullError
+from actors._waiting import FutureFactory, OneShot
+
+
+class Overflow(enum.Enum):
+    """What a bounded mailbox does with a message when it is full."""
+
+    #: the sender waits for room (``tell``); ``tell_nowait`` raises ``MailboxFullError``
+    BACKPRESSURE = "backpressure"
+    #: the new message is dropped and dead-lettered
+    DROP_NEW = "drop_new"
+    #: the oldest queued message is dropped and dead-lettered, the new one is queued
+    DROP_OLDEST = "drop_oldest"
+    #: the sender gets ``MailboxFullError`` at once
+    FAIL = "fail"
+
+
+@attrs.frozen
+class MailboxSpec:
+    """A mailbox's shape: ``capacity=None`` is unbounded."""
+
+    capacity: int | None = None
+    overflow: Overflow = Overflow.BACKPRESSURE
+
+    def __attrs_post_init__(self) -> None:
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1 or None, got {self.capacity!r}")
+        if not isinstance(self.overflow, Overflow):
+            raise TypeError(f"mailbox overflow must be an Overflow, got {self.overflow!r}")
+
+
+UNBOUNDED: Final = MailboxSpec()
+
+
+class Request:
+    """An ``ask``: the message and the future its reply goes to."""
+
+    __slots__ = ("message", "reply")
+
+    def __init__(self, message: Any, reply: OneShot) -> None:
+        self.message = message
+        self.reply = reply
+
+
+def fail_request(request: Request, error: BaseException) -> None:
+    """Fail a request's asker, unless it already gave up (its future is then done)."""
+    if not request.reply.done():
+        request.reply.set_exception(error)
+
+
+class Mailbox:
+    """An actor's queue. It belongs to the actor's identity, not to one incarnation."""
+
+    __slots__ = (
+        "_capacity",
+        "_closed",
+        "_dead_letters",
+        "_new_future",
+        "_overflow",
+        "_receiver",
+        "_senders",
+        "name",
+        "queue",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        spec: MailboxSpec,
+        dead_letters: DeadLetters,
+        new_future: FutureFactory,
+    ) -> None:
+        self.name = name
+        self.queue: deque[Any] = deque()
+        self._capacity = spec.capacity
+        self._overflow = spec.overflow
+        self._dead_letters = dead_letters
+        self._new_future = new_future
+        self._receiver: OneShot | None = None
+        self._senders: deque[OneShot] = deque()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    @property
+    def closed(self) -> bool:
+        """True once the actor stopped for good: new messages become dead letters."""
+        return self._closed
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item`` without waiting, applying the overflow policy when full."""
+        if self._closed:
+            self._reject(item)
+            return
+        queue = self.queue
+        if self._capacity is not None and len(queue) >= self._capacity and not self._overflowed(item):
+            return
+        queue.append(item)
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            if not receiver.done():
+                receiver.set_result(None)
+
+    async def put(self, item: Any) -> None:
+        """Queue ``item``, waiting for room when the mailbox is full under backpressure."""
+        capacity = self._capacity
+        if capacity is not None and self._overflow is Overflow.BACKPRESSURE:
+            while len(self.queue) >= capacity and not self._closed:
+                waiter = self._new_future()
+                self._senders.append(waiter)
+                try:
+                    await waiter
+                except BaseException:
+                    if waiter in self._senders:
+                        self._senders.remove(waiter)
+                    elif waiter.done() and not waiter.cancelled():
+                        # we were handed the free slot but are leaving: pass it on
+                        self._wake_sender()
+                    raise
+        self.put_nowait(item)
+
+    def put_front(self, item: Any) -> None:
+        """Queue ``item`` ahead of everything else, ignoring capacity (used for redelivery)."""
+        self.queue.appendleft(item)
+
+    async def wait_nonempty(self) -> None:
+        """Park until a message arrives (or ``wake`` is called)."""
+        if self.queue:
+            return
+        receiver = self._new_future()
+        self._receiver = receiver
+        try:
+            await receiver
+        finally:
+            if self._receiver is receiver:
+                self._receiver = None
+
+    def wake(self) -> None:
+        """Wake the parked receiver, if any, even though nothing arrived (e.g. a stop request)."""
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            if not receiver.done():
+                receiver.set_result(None)
+
+    def took_one(self) -> None:
+        """Called by the receiver after taking a message: let one waiting sender in."""
+        if self._senders:
+            self._wake_sender()
+
+    def close(self) -> None:
+        """Stop accepting messages; queued ones become dead letters, pending asks fail."""
+        self._closed = True
+        queue = self.queue
+        while queue:
+            self._reject(queue.popleft())
+        while self._senders:
+            self._wake_sender()
+
+    def reopen(self) -> None:
+        """Accept messages again (the actor was started anew after a permanent stop)."""
+        self._closed = False
+
+    def _wake_sender(self) -> None:
+        while self._senders:
+            waiter = self._senders.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _reject(self, item: Any) -> None:
+        if type(item) is Request:
+            fail_request(item, ActorStoppedError(f"actor {self.name!r} is stopped"))
+        else:
+            self._dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.STOPPED))
+
+    def _overflowed(self, item: Any) -> bool:
+        """Apply the overflow policy to a full mailbox; True when ``item`` may be queued."""
+        overflow = self._overflow
+        if overflow is Overflow.DROP_OLDEST:
+            self._drop(self.queue.popleft())
+            return True
+        if overflow is Overflow.DROP_NEW:
+            self._drop(item)
+            return False
+        raise MailboxFullError(
+            f"mailbox of {self.name!r} is full ({self._capacity} messages, overflow={overflow.value})"
+        )
+
+    def _drop(self, item: Any) -> None:
+        if type(item) is Request:
+            fail_request(item, MailboxFullError(f"mailbox of {self.name!r} dropped the request"))
+            item = item.message
+        self._dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.OVERFLOW))

@@ -1,0 +1,78 @@
+"""ActorRef: the only handle other code holds on an actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from actors._mailbox import Request
+
+if TYPE_CHECKING:
+    from actors._cell import ActorCell, ActorStatistics, Terminated
+
+
+@final
+class ActorRef:
+    """Send messages to an actor. Stable across restarts: the mailbox belongs to the actor's identity."""
+
+    __slots__ = ("_cell", "_mailbox")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+        self._mailbox = cell.mailbox
+
+    @property
+    def name(self) -> str:
+        """The actor's name (its child id under its supervisor)."""
+        return self._cell.name
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor stopped for good."""
+        return not self._mailbox.closed
+
+    def tell_nowait(self, message: Any) -> None:
+        """Queue ``message`` without waiting. A full mailbox applies its overflow policy; under
+        backpressure (and ``fail``) that raises ``MailboxFullError``. To a stopped actor: a dead letter."""
+        self._mailbox.put_nowait(message)
+
+    async def tell(self, message: Any) -> None:
+        """Queue ``message``, waiting for room in a bounded mailbox under backpressure.
+
+        It does not yield when there is room: a sender in a loop keeps the CPU until the mailbox is full.
+        """
+        await self._mailbox.put(message)
+
+    async def ask(self, message: Any, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the actor's reply (what ``receive`` returned).
+
+        The actor's exception is raised here. ``timeout`` (seconds) raises ``TimeoutError`` and the late
+        reply is discarded. An ask to a stopped actor raises ``ActorStoppedError`` at once.
+        """
+        mailbox = self._mailbox
+        reply = self._cell.new_future()
+        await mailbox.put(Request(message, reply))
+        if timeout is None:
+            return await reply
+        with anyio.fail_after(timeout):
+            return await reply
+
+    def ask_nowait(self, message: Any) -> Any:
+        """Queue an ask without waiting for room; returns the awaitable reply."""
+        reply = self._cell.new_future()
+        self._mailbox.put_nowait(Request(message, reply))
+        return reply
+
+    def watch(self, listener: Callable[[Terminated], None]) -> Callable[[], None]:
+        """Call ``listener`` with a ``Terminated`` notice when the actor stops for good (never on a
+        restart). Returns a function that unwatches. Watching a stopped actor notifies at once."""
+        return self._cell.watch(listener)
+
+    def statistics(self) -> ActorStatistics:
+        """A frozen snapshot of the actor's counters."""
+        return self._cell.statistics()
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name!r}{'' if self.alive else ' stopped'}>"

@@ -1,0 +1,47 @@
+"""Supervision trees in the manner of Erlang/OTP.
+
+Strategies one-for-one, one-for-all and rest-for-one; restart types permanent, transient and temporary;
+restart intensity over a sliding window with escalation to the parent; ordered start and reverse-order
+stop with shutdown timeouts; exponential restart backoff with jitter; watches; dynamic children; and a
+printable snapshot of the whole tree.
+"""
+
+from supervisor._backoff import Backoff
+from supervisor._errors import (
+    ChildNotFoundError,
+    ChildStartError,
+    RestartIntensityExceeded,
+    SupervisorError,
+)
+from supervisor._open import open_supervisor
+from supervisor._snapshot import ChildInfo, TreeSnapshot
+from supervisor._spec import (
+    BRUTAL_KILL,
+    INFINITY,
+    ChildSpec,
+    Intensity,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
+from supervisor._supervisor import ChildState, Supervisor
+
+__all__ = (
+    "BRUTAL_KILL",
+    "INFINITY",
+    "Backoff",
+    "ChildInfo",
+    "ChildNotFoundError",
+    "ChildSpec",
+    "ChildStartError",
+    "ChildState",
+    "Intensity",
+    "Restart",
+    "RestartIntensityExceeded",
+    "Strategy",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorSpec",
+    "TreeSnapshot",
+    "open_supervisor",
+)

@@ -1,0 +1,74 @@
+"""``open_supervisor``: run a root supervisor for the duration of an ``async with`` block."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+
+from actors import DeadLetters
+from supervisor._spec import ChildSpec, Intensity, Strategy, SupervisorSpec
+from supervisor._supervisor import Supervisor
+
+_DEFAULT_INTENSITY = Intensity()
+
+
+@asynccontextmanager
+async def open_supervisor(
+    children: Sequence[ChildSpec] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    intensity: Intensity | None = _DEFAULT_INTENSITY,
+    name: str = "root",
+    dead_letters: DeadLetters | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Start a root supervisor and its children (in order); stop them in reverse order on exit.
+
+    A child that fails to start raises ``ChildStartError`` here. When the root gives up (restart
+    intensity exceeded) the block is cancelled and ``RestartIntensityExceeded`` is raised from the
+    ``async with``, with the child's error as its cause. Errors are raised as themselves, never wrapped
+    in an ``ExceptionGroup``.
+    """
+    root = Supervisor(
+        name, SupervisorSpec(tuple(children), strategy, intensity), dead_letters=dead_letters
+    )
+    started = root.new_future()
+    finished = root.new_future()
+    failure: Exception | None = None
+    body_error: Exception | None = None
+
+    async def run_root() -> None:
+        nonlocal failure
+        try:
+            await root.run(lambda: started.set_result(None))
+        except Exception as exc:
+            failure = exc
+            if started.done():
+                tg.cancel_scope.cancel()
+            else:
+                started.set_exception(exc)
+        finally:
+            finished.set_result(None)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_root, name=f"supervisor {name}")
+        try:
+            await started
+        except Exception:
+            pass
+        else:
+            try:
+                yield root
+            except Exception as exc:
+                body_error = exc
+            if not finished.done():
+                root.request_stop()
+                await finished
+    root.terminate(failure)
+    if failure is not None:
+        if body_error is not None:
+            failure.__context__ = body_error
+        raise failure
+    if body_error is not None:
+        raise body_error

@@ -1,0 +1,467 @@
+"""The supervisor runtime: starts children in order, applies its strategy when one exits, gives up
+past its restart intensity, and stops children in reverse order within their shutdown timeouts."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+import attrs
+
+from actors import ActorCell, ActorRef, DeadLetters, Terminated, current_future_factory
+from actors._waiting import FutureFactory, OneShot
+from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
+from supervisor._snapshot import ChildInfo, TreeSnapshot
+from supervisor._spec import BRUTAL_KILL, ChildSpec, Intensity, Restart, Strategy, SupervisorSpec
+
+
+class ChildState(enum.Enum):
+    """Where a child is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    #: waiting out a restart backoff
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    #: stopped for good (kept as a spec: ``restart_child`` or ``delete_child`` may follow)
+    STOPPED = "stopped"
+    #: its own intensity ran out; stopped for good
+    GAVE_UP = "gave_up"
+
+
+@attrs.define(eq=False)
+class _Child:
+    spec: ChildSpec
+    runnable: ActorCell | Supervisor
+    dynamic: bool = False
+    state: ChildState = ChildState.STOPPED
+    incarnation: int = 0
+    restarts: int = 0
+    scope: anyio.CancelScope | None = None
+    exit_waiters: list[OneShot] = attrs.Factory(list)
+    restart_times: deque[float] = attrs.Factory(deque)
+    backoff_restarts: int = 0
+    last_started: float = 0.0
+    timer: anyio.CancelScope | None = None
+
+
+@attrs.frozen
+class _Exit:
+    child: _Child
+    incarnation: int
+    error: BaseException | None
+
+
+@attrs.frozen
+class _RestartDue:
+    group: tuple[_Child, ...]
+
+
+def _over_intensity(times: deque[float], now: float, intensity: Intensity) -> bool:
+    times.append(now)
+    horizon = now - intensity.within
+    while times and times[0] <= horizon:
+        times.popleft()
+    return len(times) > intensity.max_restarts
+
+
+class Supervisor:
+    """A supervisor's identity and runtime. Root supervisors come from ``open_supervisor``; nested ones
+    are children of another. Each ``run`` is one incarnation: the static children start afresh, dynamic
+    children added at run time are gone."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: SupervisorSpec,
+        *,
+        dead_letters: DeadLetters | None = None,
+        new_future: FutureFactory | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
+        self.new_future = new_future or current_future_factory()
+        self.incarnation = 0
+        self.restarts = 0
+        self._children: list[_Child] = []
+        self._events: deque[_Exit | _RestartDue] = deque()
+        self._wake: OneShot | None = None
+        self._restart_times: deque[float] = deque()
+        self._stop_requested = False
+        self._running = False
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._lock = anyio.Lock()
+        self._watchers: list[Callable[[Terminated], None]] = []
+        self._terminated: Terminated | None = None
+
+    # -- inspection -------------------------------------------------------------------------------
+
+    def which_children(self) -> list[ChildInfo]:
+        """The children in start order, as OTP's ``which_children``."""
+        return [
+            ChildInfo(
+                c.spec.id,
+                "supervisor" if c.spec.is_supervisor else "actor",
+                c.state.value,
+                c.restarts,
+                c.runnable.ref if isinstance(c.runnable, ActorCell) else None,
+                c.runnable if isinstance(c.runnable, Supervisor) else None,
+            )
+            for c in self._children
+        ]
+
+    def ref(self, child_id: str) -> ActorRef:
+        """The ref of actor child ``child_id``."""
+        runnable = self._find(child_id).runnable
+        if not isinstance(runnable, ActorCell):
+            raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is a supervisor, not an actor")
+        return runnable.ref
+
+    def supervisor(self, child_id: str) -> Supervisor:
+        """The nested supervisor ``child_id``."""
+        runnable = self._find(child_id).runnable
+        if not isinstance(runnable, Supervisor):
+            raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is an actor, not a supervisor")
+        return runnable
+
+    def snapshot(self, state: str | None = None, restarts: int | None = None) -> TreeSnapshot:
+        """A frozen snapshot of the whole tree below this supervisor; ``print`` renders it."""
+        children: list[TreeSnapshot] = []
+        for c in self._children:
+            if isinstance(c.runnable, Supervisor):
+                children.append(c.runnable.snapshot(c.state.value, c.restarts))
+            else:
+                stats = c.runnable.statistics()
+                children.append(
+                    TreeSnapshot(
+                        c.spec.id, "actor", c.state.value, c.restarts,
+                        stats.mailbox_depth, stats.processed, stats.failed,
+                    )
+                )
+        return TreeSnapshot(
+            self.name,
+            "supervisor",
+            state or ("running" if self._running else "stopped"),
+            self.restarts if restarts is None else restarts,
+            children=tuple(children),
+        )
+
+    def watch(self, watcher: Callable[[Terminated], None]) -> Callable[[], None]:
+        """Notify ``watcher`` when this supervisor stops for good (never on a restart)."""
+        if self._terminated is not None:
+            watcher(self._terminated)
+            return lambda: None
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    # -- dynamic children ---------------------------------------------------------------------------
+
+    async def start_child(self, spec: ChildSpec) -> ActorRef | Supervisor:
+        """Add and start a child at run time; it is forgotten when this supervisor restarts."""
+        async with self._lock:
+            if any(c.spec.id == spec.id for c in self._children):
+                raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
+            child = self._new_child(spec, dynamic=True)
+            self._children.append(child)
+            try:
+                await self._start(child)
+            except Exception as exc:
+                self._children.remove(child)
+                child.runnable.terminate(exc)
+                raise ChildStartError(self.name, spec.id, exc) from exc
+            return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop a child for good (watchers are notified); its spec stays until ``delete_child``."""
+        async with self._lock:
+            child = self._find(child_id)
+            await self._stop_child(child)
+            self._finish(child, None)
+
+    async def restart_child(self, child_id: str) -> ActorRef | Supervisor:
+        """Start again a child that was terminated."""
+        async with self._lock:
+            child = self._find(child_id)
+            if child.state not in (ChildState.STOPPED, ChildState.GAVE_UP):
+                raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is {child.state.value}")
+            child.runnable.revive()
+            await self._start(child)
+            return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a terminated child's spec."""
+        async with self._lock:
+            child = self._find(child_id)
+            if child.state not in (ChildState.STOPPED, ChildState.GAVE_UP):
+                raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is {child.state.value}")
+            self._children.remove(child)
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop the children in reverse order, then end this incarnation normally."""
+        self._stop_requested = True
+        self._notify()
+
+    def terminate(self, error: BaseException | None = None) -> None:
+        """This supervisor stopped for good: tell its watchers (once)."""
+        if self._terminated is None:
+            self._terminated = notice = Terminated(self.name, error)
+            watchers, self._watchers = self._watchers, []
+            for watcher in watchers:
+                watcher(notice)
+
+    def revive(self) -> None:
+        """Undo ``terminate`` before an explicit restart."""
+        self._terminated = None
+
+    async def run(self, started: Callable[[], None]) -> None:
+        """One incarnation: start the static children in order, then supervise until stopped.
+
+        Raises ``ChildStartError`` when a child fails to start (the started ones are stopped first) and
+        ``RestartIntensityExceeded`` when it gives up (its children stopped newest-first).
+        """
+        self.incarnation += 1
+        self._stop_requested = False
+        self._events.clear()
+        self._restart_times.clear()
+        self._children = [self._new_child(spec) for spec in self.spec.children]
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._running = True
+            try:
+                async with self._lock:
+                    await self._start_all()
+                started()
+                await self._supervise()
+            except Exception as exc:
+                failure = exc
+            finally:
+                self._running = False
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _new_child(self, spec: ChildSpec, *, dynamic: bool = False) -> _Child:
+        runnable: ActorCell | Supervisor
+        if isinstance(spec.start, SupervisorSpec):
+            runnable = Supervisor(
+                spec.id, spec.start, dead_letters=self.dead_letters, new_future=self.new_future
+            )
+        else:
+            runnable = ActorCell(
+                spec.id,
+                spec.start,
+                mailbox=spec.mailbox,
+                redelivery=spec.redelivery,
+                dead_letters=self.dead_letters,
+                new_future=self.new_future,
+            )
+        return _Child(spec, runnable, dynamic)
+
+    def _find(self, child_id: str) -> _Child:
+        for child in self._children:
+            if child.spec.id == child_id:
+                return child
+        raise ChildNotFoundError(f"supervisor {self.name!r} has no child {child_id!r}")
+
+    def _notify(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
+
+    async def _start_all(self) -> None:
+        started: list[_Child] = []
+        for child in self._children:
+            try:
+                await self._start(child)
+            except Exception as exc:
+                for done in reversed(started):
+                    await self._stop_child(done)
+                    self._finish(done, None)
+                raise ChildStartError(self.name, child.spec.id, exc) from exc
+            started.append(child)
+
+    async def _start(self, child: _Child) -> None:
+        assert self._tg is not None
+        child.state = ChildState.STARTING
+        child.incarnation += 1
+        started = self.new_future()
+        self._tg.start_soon(self._run_child, child, child.incarnation, started, name=child.spec.id)
+        try:
+            await started
+        except BaseException:
+            child.state = ChildState.STOPPED
+            raise
+        child.state = ChildState.RUNNING
+        child.last_started = anyio.current_time()
+
+    async def _run_child(self, child: _Child, incarnation: int, started: OneShot) -> None:
+        def signal_started() -> None:
+            if not started.done():
+                started.set_result(None)
+
+        error: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            child.scope = scope
+            try:
+                await child.runnable.run(signal_started)
+            except Exception as exc:
+                error = exc
+        if scope.cancelled_caught and error is None:
+            error = anyio.get_cancelled_exc_class()("killed")
+        child.scope = None
+        for waiter in child.exit_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        child.exit_waiters.clear()
+        if not started.done():
+            started.set_exception(error or RuntimeError(f"child {child.spec.id!r} exited before it started"))
+            return
+        if child.state is ChildState.RUNNING and child.incarnation == incarnation:
+            self._events.append(_Exit(child, incarnation, error))
+            self._notify()
+
+    async def _supervise(self) -> None:
+        while True:
+            if self._stop_requested:
+                async with self._lock:
+                    await self._stop_all()
+                return
+            if not self._events:
+                self._wake = wake = self.new_future()
+                await wake
+                continue
+            event = self._events.popleft()
+            async with self._lock:
+                if isinstance(event, _RestartDue):
+                    await self._start_group(event.group)
+                else:
+                    await self._on_exit(event)
+
+    async def _on_exit(self, event: _Exit) -> None:
+        child = event.child
+        if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
+            return
+        restart = child.spec.restart
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and event.error is None):
+            self._finish(child, event.error)
+            return
+        now = anyio.current_time()
+        intensity = self.spec.intensity
+        if intensity is not None and _over_intensity(self._restart_times, now, intensity):
+            await self._stop_all()
+            raise RestartIntensityExceeded(
+                self.name, intensity.max_restarts, intensity.within
+            ) from event.error
+        own = child.spec.intensity
+        if own is not None and _over_intensity(child.restart_times, now, own):
+            self._finish(child, event.error, ChildState.GAVE_UP)
+            return
+        child.restarts += 1
+        self.restarts += 1
+        group = self._group(child)
+        for other in reversed(group):
+            if other is not child:
+                await self._stop_child(other)
+        for member in group:
+            member.state = ChildState.RESTARTING
+        delay = self._backoff_delay(child, now)
+        if delay > 0:
+            assert self._tg is not None
+            self._tg.start_soon(self._restart_after, group, delay)
+        else:
+            await self._start_group(group)
+
+    def _group(self, child: _Child) -> tuple[_Child, ...]:
+        strategy = self.spec.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return (child,)
+        members = self._children
+        if strategy is Strategy.REST_FOR_ONE:
+            members = members[members.index(child):]
+        alive = (ChildState.RUNNING, ChildState.RESTARTING, ChildState.STARTING)
+        return tuple(c for c in members if c is child or c.state in alive)
+
+    def _backoff_delay(self, child: _Child, now: float) -> float:
+        backoff = child.spec.backoff
+        if backoff is None:
+            return 0.0
+        if backoff.reset_after is not None and now - child.last_started >= backoff.reset_after:
+            child.backoff_restarts = 0
+        delay = backoff.delay(child.backoff_restarts)
+        child.backoff_restarts += 1
+        return delay
+
+    async def _restart_after(self, group: tuple[_Child, ...], delay: float) -> None:
+        with anyio.CancelScope() as scope:
+            for member in group:
+                member.timer = scope
+            await anyio.sleep(delay)
+            for member in group:
+                member.timer = None
+            self._events.append(_RestartDue(group))
+            self._notify()
+
+    async def _start_group(self, group: tuple[_Child, ...]) -> None:
+        for member in group:
+            if member.state is not ChildState.RESTARTING:
+                continue
+            try:
+                await self._start(member)
+            except Exception as exc:
+                # a restart that fails to start counts as another crash of that child
+                member.state = ChildState.RUNNING
+                self._events.appendleft(_Exit(member, member.incarnation, exc))
+                return
+
+    async def _stop_all(self) -> None:
+        for child in reversed(self._children):
+            await self._stop_child(child)
+            self._finish(child, None)
+
+    async def _stop_child(self, child: _Child) -> None:
+        if child.timer is not None:
+            child.timer.cancel()
+            child.timer = None
+        if child.state is ChildState.RESTARTING:
+            child.state = ChildState.STOPPED
+            return
+        if child.state is not ChildState.RUNNING or child.scope is None:
+            return
+        child.state = ChildState.STOPPING
+        shutdown = child.spec.shutdown
+        if shutdown == BRUTAL_KILL:
+            child.scope.cancel()
+        else:
+            child.runnable.request_stop()
+            if not await self._exited_within(child, shutdown) and child.scope is not None:
+                child.scope.cancel()
+        await self._exited_within(child, math.inf)
+        child.state = ChildState.STOPPED
+
+    async def _exited_within(self, child: _Child, timeout: float) -> bool:
+        if child.scope is None:
+            return True
+        waiter = self.new_future()
+        child.exit_waiters.append(waiter)
+        with anyio.move_on_after(timeout):
+            await waiter
+        return waiter.done() and not waiter.cancelled()
+
+    def _finish(self, child: _Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
+        child.state = state
+        child.runnable.terminate(error)
+        if child.spec.restart is Restart.TEMPORARY and child in self._children:
+            self._children.remove(child)
+
+
