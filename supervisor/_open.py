@@ -30,9 +30,8 @@ async def open_supervisor(
     ``async with``, with the child's error as its cause. Errors are raised as themselves, never wrapped
     in an ``ExceptionGroup``.
     """
-    root = Supervisor(
-        name, SupervisorSpec(tuple(children), strategy, intensity), dead_letters=dead_letters
-    )
+    specs: tuple[ChildSpec, ...] = (*children,)
+    root = Supervisor(name, SupervisorSpec(specs, strategy, intensity), dead_letters=dead_letters)
     started = root.new_future()
     finished = root.new_future()
     failure: Exception | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import attrs
@@ -98,6 +98,10 @@ class ChildSpec:
         return isinstance(self.start, SupervisorSpec)
 
 
+def _as_children(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
+    return tuple(children)
+
+
 @attrs.frozen
 class SupervisorSpec:
     """A supervisor's static children (started in order, stopped in reverse), strategy and intensity.
@@ -105,7 +109,7 @@ class SupervisorSpec:
     ``intensity=None`` never gives up (use with per-child intensities, as the bus does).
     """
 
-    children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=tuple)
+    children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_as_children)
     strategy: Strategy = Strategy.ONE_FOR_ONE
     intensity: Intensity | None = Intensity()
 
