@@ -1,0 +1,187 @@
+"""`MessageRegistry`: the handlers and dependency providers a `BusTerminal` is built from."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, Unpack, overload
+
+from bus._dependencies import ProviderSpec, parse_provider
+from bus._errors import RegistrationError
+from bus._events import Event
+from bus._handlers import RegisteredHandler, parse_handler
+from bus._policy import HandlerPolicy, PolicyOptions, policy_fields
+
+F = TypeVar("F", bound=Callable[..., object])
+P = TypeVar("P", bound=Callable[..., object])
+
+
+class MessageRegistry:
+    """Collects event handlers, each with its `HandlerPolicy`, and dependency providers.
+
+    Everything that can be checked when a handler or provider is registered is checked then, and
+    a problem raises `RegistrationError` naming the handler and the parameter. Only whether every
+    dependency has a provider waits until the terminal starts (`check_resolvable`), because
+    providers may be registered later or come from another registry.
+    """
+
+    def __init__(self, event_base: type[Event] = Event) -> None:
+        """A registry whose handlers subscribe to subclasses of ``event_base``."""
+        if not (isinstance(event_base, type) and issubclass(event_base, Event)):
+            msg = f"event_base must be Event or a subclass of it, got {event_base!r}"
+            raise RegistrationError(msg)
+        self._event_base = event_base
+        self._handlers: dict[str, RegisteredHandler] = {}
+        self._providers: dict[type, ProviderSpec] = {}
+
+    @property
+    def event_base(self) -> type[Event]:
+        """The class every subscription must derive from."""
+        return self._event_base
+
+    @property
+    def handlers(self) -> tuple[RegisteredHandler, ...]:
+        """The registered handlers with their policies, in registration order."""
+        return tuple(self._handlers.values())
+
+    @property
+    def providers(self) -> Mapping[type, ProviderSpec]:
+        """A read-only live view of the providers, keyed by the type each provides."""
+        return types.MappingProxyType(self._providers)
+
+    @overload
+    def register(
+        self,
+        handler: F,
+        /,
+        *handlers: Callable[..., object],
+        **policy: Unpack[PolicyOptions],
+    ) -> F: ...
+
+    @overload
+    def register(self, **policy: Unpack[PolicyOptions]) -> Callable[[F], F]: ...
+
+    def register(self, *handlers: Callable[..., object], **policy: Any) -> Callable[..., object]:
+        """Register handlers, all with the `HandlerPolicy` built from ``policy``.
+
+        ``register(h1, h2, retries=5)`` registers both and returns ``h1``, so ``@registry.register``
+        works as a decorator. ``register(retries=5)`` (no handler) returns a decorator. Either all
+        the handlers are registered or, on an error, none is.
+        """
+        handler_policy = _make_policy(policy)
+        if not handlers:
+
+            def decorator(handler: F) -> F:
+                self._register_all((handler,), handler_policy)
+                return handler
+
+            return decorator
+        self._register_all(handlers, handler_policy)
+        return handlers[0]
+
+    # `@registry` and `registry(h1, h2)` are `register`.
+    __call__ = register
+
+    def factory(self, provider: P) -> P:
+        """Register a dependency provider (also a decorator) and return it unchanged.
+
+        The provided type is the return annotation (the yielded type for a generator); a type can
+        have only one provider. See `bus._dependencies` for what a provider may be.
+        """
+        spec = parse_provider(provider)
+        existing = self._providers.get(spec.provides)
+        if existing is not None:
+            if existing.func == provider:
+                msg = f"{spec.label} is already registered"
+            else:
+                msg = (
+                    f"{spec.label} provides {spec.provides.__name__}, which {existing.label} "
+                    "already provides: a type has one provider"
+                )
+            raise RegistrationError(msg)
+        self._providers[spec.provides] = spec
+        return provider
+
+    def _register_all(
+        self, handlers: Iterable[Callable[..., object]], policy: HandlerPolicy
+    ) -> None:
+        batch: dict[str, RegisteredHandler] = {}
+        for handler in handlers:
+            registered = RegisteredHandler(parse_handler(handler, self._event_base), policy)
+            name = registered.name
+            existing = self._handlers.get(name) or batch.get(name)
+            if existing is not None:
+                raise RegistrationError(_duplicate_message(registered, existing))
+            batch[name] = registered
+        self._handlers.update(batch)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MessageRegistry event_base={self._event_base.__name__} "
+            f"handlers={len(self._handlers)} providers={len(self._providers)}>"
+        )
+
+
+def merge_registries(
+    *registries: MessageRegistry,
+) -> tuple[tuple[RegisteredHandler, ...], dict[type, ProviderSpec]]:
+    """The handlers (in registry, then registration order) and providers of several registries.
+
+    Raises `RegistrationError` when two registries hold a handler of the same name or providers of
+    the same type, or when one registry is given twice.
+    """
+    handlers: dict[str, RegisteredHandler] = {}
+    providers: dict[type, ProviderSpec] = {}
+    seen: list[MessageRegistry] = []
+    for registry in registries:
+        if not isinstance(registry, MessageRegistry):
+            msg = f"expected a MessageRegistry, got {registry!r}"
+            raise RegistrationError(msg)
+        if any(registry is other for other in seen):
+            msg = f"{registry!r} is given twice"
+            raise RegistrationError(msg)
+        seen.append(registry)
+        for registered in registry.handlers:
+            existing = handlers.get(registered.name)
+            if existing is not None:
+                msg = f"{_duplicate_message(registered, existing)} (in another registry)"
+                raise RegistrationError(msg)
+            handlers[registered.name] = registered
+        for provided, spec in registry.providers.items():
+            other = providers.get(provided)
+            if other is not None:
+                msg = (
+                    f"{spec.label} and {other.label} (in another registry) both provide "
+                    f"{provided.__name__}: a type has one provider"
+                )
+                raise RegistrationError(msg)
+            providers[provided] = spec
+    return tuple(handlers.values()), providers
+
+
+def _duplicate_message(new: RegisteredHandler, existing: RegisteredHandler) -> str:
+    if new.spec.func == existing.spec.func:
+        return f"{new.spec.label} is already registered"
+    return (
+        f"{new.spec.label}: another handler is already registered under the name {new.name!r}; "
+        "handler names (module.qualname) must be unique"
+    )
+
+
+def _make_policy(options: Mapping[str, Any]) -> HandlerPolicy:
+    fields = policy_fields()
+    for key in options:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = (
+                f"unknown handler policy option {key!r}{suggestion}; "
+                f"the options are {', '.join(fields)}"
+            )
+            raise RegistrationError(msg)
+    try:
+        return HandlerPolicy(**options)
+    except (TypeError, ValueError) as exc:
+        msg = f"invalid handler policy: {exc}"
+        raise RegistrationError(msg) from exc
