@@ -37,6 +37,11 @@ class ActorContext:
         """Delivery attempt of the message being processed: 1, or more when it is redelivered."""
         return self._cell.attempt
 
+    @property
+    def queued(self) -> int:
+        """How many messages wait in the mailbox behind the current one (lets an actor batch)."""
+        return len(self._cell.mailbox)
+
     def stop(self) -> None:
         """Stop normally once the current message is processed (a normal exit, not a crash)."""
         self._cell.request_stop()
