@@ -1,0 +1,206 @@
+"""Encoding of events and contexts to JSON or msgpack, and back to the original classes.
+
+On the wire an event is named by its stable type name (see `Event`), so bytes written by one
+process decode to the right class in another. A message is an *envelope*::
+
+    {"type": "todo.created", "event": {"name": "a", "content": "b"}, "context": {...}}
+
+A field declared as an Event (or an optional or union of Events, like `DeadLetter.event`) may
+hold any subclass, so its value goes on the wire as a nested ``{"type": ..., "event": ...}``
+pair and decodes to the subclass it was. Events inside containers (``list[Event]``) are encoded
+as their declared type only.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal, final
+
+import attrs
+import msgspec
+
+from bus._events import Event, MessageContext, event_class
+
+_Format = Literal["json", "msgpack"]
+
+
+class _Nested(msgspec.Struct, frozen=True):
+    """An event inside an event's field: its type name and its already encoded body."""
+
+    type: str
+    event: msgspec.Raw
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    """What `Codec.encode` writes: the event is any Struct, encoded by its runtime fields."""
+
+    type: str
+    event: Any
+    context: MessageContext
+
+
+class _Head(msgspec.Struct, frozen=True):
+    """What `Codec.decode` reads first: the event body stays raw until its class is known."""
+
+    type: str
+    event: msgspec.Raw
+    context: MessageContext
+
+
+@attrs.frozen
+class _Plan:
+    """How one event class is encoded and decoded by one codec."""
+
+    cls: type[Event]
+    decoder: Any
+    # For a class with fields declared as events: those fields, the classes each may hold, and
+    # a twin Struct in which they are `_Nested` pairs; empty and None for every other class.
+    nested: dict[str, tuple[type, ...]]
+    twin: type[msgspec.Struct] | None
+
+
+def _event_field_classes(annotation: Any) -> tuple[type, ...]:
+    """The classes a field may hold if it is declared as an event, else ``()``."""
+    if isinstance(annotation, type):
+        return (annotation,) if issubclass(annotation, Event) else ()
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        events = tuple(m for m in members if isinstance(m, type) and issubclass(m, Event))
+        if events and all(m in events or m is type(None) for m in members):
+            return members
+    return ()
+
+
+def _twin(cls: type[Event], nested: dict[str, tuple[type, ...]]) -> type[msgspec.Struct]:
+    """A Struct shaped like ``cls`` on the wire, with its event fields as `_Nested` pairs."""
+    config = cls.__struct_config__
+    # Untyped alias: the field's default and factory are copied as they are, NODEFAULT included,
+    # which the overloads of msgspec.field do not express.
+    make_field: Any = msgspec.field
+    spec: list[tuple[str, Any, Any]] = []
+    for info in msgspec.structs.fields(cls):
+        annotation = info.type
+        if info.name in nested:
+            annotation = _Nested | None if type(None) in nested[info.name] else _Nested
+        default = make_field(
+            default=info.default, default_factory=info.default_factory, name=info.encode_name
+        )
+        spec.append((info.name, annotation, default))
+    # kw_only lifts the rule that required fields come first, so the field order is kept as is.
+    return msgspec.defstruct(
+        f"{cls.__name__}Wire",
+        spec,
+        kw_only=True,
+        array_like=config.array_like,
+        omit_defaults=config.omit_defaults,
+        forbid_unknown_fields=config.forbid_unknown_fields,
+        tag=config.tag,
+        tag_field=config.tag_field,
+    )
+
+
+@final
+class Codec:
+    """Encodes events with their contexts to bytes, and decodes them back to their classes.
+
+    Use the two instances `JSON` and `MSGPACK`. Decoding raises `UnknownEventTypeError` for a
+    type name no class is registered under, and `msgspec.DecodeError` (or its subclass
+    `msgspec.ValidationError`) for malformed bytes or fields of the wrong type. Instances are
+    safe to share between threads.
+    """
+
+    __slots__ = ("_context_decoder", "_decoder_for", "_encoder", "_head_decoder", "_plans", "name")
+
+    def __init__(self, name: _Format) -> None:
+        """A codec for ``name``, ``"json"`` or ``"msgpack"``."""
+        self.name: _Format = name
+        """The wire format: ``"json"`` or ``"msgpack"``."""
+        module: Any = msgspec.json if name == "json" else msgspec.msgpack
+        self._encoder: Any = module.Encoder()
+        self._decoder_for: Any = module.Decoder
+        self._head_decoder: Any = module.Decoder(_Head)
+        self._context_decoder: Any = module.Decoder(MessageContext)
+        self._plans: dict[type, _Plan] = {}
+
+    def __repr__(self) -> str:
+        return f"Codec({self.name!r})"
+
+    def _plan(self, cls: type) -> _Plan:
+        plan = self._plans.get(cls)
+        if plan is None:
+            if not (isinstance(cls, type) and issubclass(cls, Event)):
+                msg = f"expected an Event, got an instance of {cls!r}"
+                raise TypeError(msg)
+            nested = {
+                info.name: classes
+                for info in msgspec.structs.fields(cls)
+                if (classes := _event_field_classes(info.type))
+            }
+            twin = _twin(cls, nested) if nested else None
+            decoder = self._decoder_for(twin if twin is not None else cls)
+            plan = self._plans[cls] = _Plan(cls, decoder, nested, twin)
+        return plan
+
+    def _wire(self, event: Event) -> msgspec.Struct:
+        """``event`` itself, or for a class with event fields its twin with nested pairs."""
+        plan = self._plan(type(event))
+        if plan.twin is None:
+            return event
+        values = msgspec.structs.asdict(event)
+        for field in plan.nested:
+            inner = values[field]
+            if inner is not None:
+                body = msgspec.Raw(self._encoder.encode(self._wire(inner)))
+                values[field] = _Nested(type(inner).__type_name__, body)
+        return plan.twin(**values)
+
+    def encode_event(self, event: Event) -> bytes:
+        """The body of ``event`` alone, without its type name (store the name beside it)."""
+        return self._encoder.encode(self._wire(event))  # type: ignore[no-any-return]
+
+    def decode_event(self, type_name: str, data: bytes | msgspec.Raw) -> Event:
+        """An event of the class registered as ``type_name``, from a body `encode_event` made."""
+        plan = self._plan(event_class(type_name))
+        decoded = plan.decoder.decode(data)
+        if plan.twin is None:
+            return decoded  # type: ignore[no-any-return]
+        values = msgspec.structs.asdict(decoded)
+        for field, classes in plan.nested.items():
+            pair = values[field]
+            if pair is None:
+                continue
+            inner = self.decode_event(pair.type, pair.event)
+            if not isinstance(inner, classes):
+                msg = f"Expected `{plan.cls.__qualname__}.{field}` to hold one of {classes}, got "
+                msg += f"`{type(inner).__qualname__}` - at `$.{field}`"
+                raise msgspec.ValidationError(msg)
+            values[field] = inner
+        return plan.cls(**values)
+
+    def encode_context(self, context: MessageContext) -> bytes:
+        """``context`` alone, as bytes."""
+        return self._encoder.encode(context)  # type: ignore[no-any-return]
+
+    def decode_context(self, data: bytes) -> MessageContext:
+        """A context from bytes `encode_context` made."""
+        return self._context_decoder.decode(data)  # type: ignore[no-any-return]
+
+    def encode(self, event: Event, context: MessageContext) -> bytes:
+        """One message as an envelope: ``{"type": ..., "event": {...}, "context": {...}}``."""
+        wire = self._wire(event)
+        return self._encoder.encode(  # type: ignore[no-any-return]
+            _Envelope(type(event).__type_name__, wire, context)
+        )
+
+    def decode(self, data: bytes) -> tuple[Event, MessageContext]:
+        """The event, as its original class, and the context from an envelope `encode` made."""
+        head = self._head_decoder.decode(data)
+        return self.decode_event(head.type, head.event), head.context
+
+
+JSON = Codec("json")
+"""Encodes to and decodes from JSON (`msgspec.json`)."""
+
+MSGPACK = Codec("msgpack")
+"""Encodes to and decodes from msgpack (`msgspec.msgpack`)."""

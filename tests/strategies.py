@@ -1,0 +1,130 @@
+"""Hypothesis strategies shared by the test suite, one section per subject.
+
+Import as ``from tests.strategies import ...``. Append new sections at the end, each under its own
+heading comment; keep the sample classes of a section next to its strategies.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from bus._events import DeadLetter, Event, MessageContext
+
+# ---------------------------------------------------------------------------------------------
+# Events, contexts and dead letters (bus._events, bus._codec, bus.sinks)
+#
+# A few event shapes that cover what the codec must keep: plain fields, containers, optional and
+# defaulted fields, bytes, an explicit type name, msgspec options (rename, array_like), and
+# fields declared as events (polymorphic nesting).
+# ---------------------------------------------------------------------------------------------
+
+# Text the wire formats carry: no lone surrogates, which UTF-8 cannot encode.
+texts = st.text(st.characters(codec="utf-8"), max_size=20)
+int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+hex_ids = st.text("0123456789abcdef", min_size=32, max_size=32)
+
+
+class SampleCreated(Event):
+    """Plain string fields, like the README's TodoCreated."""
+
+    name: str
+    content: str
+
+
+class SampleMeasured(Event):
+    """Numbers and an optional field with a default."""
+
+    value: float
+    count: int
+    unit: str | None = None
+
+
+class SampleTagged(Event):
+    """Containers, bytes and an explicit type name."""
+
+    __type_name__ = "tests.sample.tagged"
+
+    tags: list[str]
+    counts: dict[str, int]
+    payload: bytes = b""
+
+
+class SampleRow(Event, array_like=True):
+    """Encoded as an array, not an object."""
+
+    row: int
+    label: str
+
+
+class SampleWrapper(Event, rename="camel"):
+    """Fields declared as events: any subclass goes in, and comes out as itself."""
+
+    inner_event: Event
+    maybe_created: SampleCreated | None = None
+    wrapper_note: str = ""
+
+
+def message_contexts() -> st.SearchStrategy[MessageContext]:
+    """Any context: random ids, optional cause, attempts from 1, string headers."""
+    return st.builds(
+        MessageContext,
+        message_id=hex_ids,
+        correlation_id=hex_ids,
+        causation_id=st.none() | hex_ids,
+        timestamp=finite_floats,
+        attempt=st.integers(min_value=1, max_value=1000),
+        headers=st.dictionaries(texts, texts, max_size=3),
+    )
+
+
+def flat_events() -> st.SearchStrategy[Event]:
+    """An instance of one of the sample classes without event fields."""
+    return st.one_of(
+        st.builds(SampleCreated, texts, texts),
+        st.builds(SampleMeasured, finite_floats, int64s, st.none() | texts),
+        st.builds(
+            SampleTagged,
+            st.lists(texts, max_size=3),
+            st.dictionaries(texts, int64s, max_size=3),
+            st.binary(max_size=16),
+        ),
+        st.builds(SampleRow, int64s, texts),
+    )
+
+
+def dead_letters(events: st.SearchStrategy[Event] | None = None) -> st.SearchStrategy[DeadLetter]:
+    """A dead letter carrying one of ``events`` (by default `flat_events`)."""
+    return st.builds(
+        DeadLetter,
+        handler=texts,
+        event=events if events is not None else flat_events(),
+        context=message_contexts(),
+        error=texts,
+        attempts=st.integers(min_value=0, max_value=100),
+        reason=st.sampled_from(
+            ["retries_exhausted", "mailbox_overflow", "handler_stopped", "handler_killed"]
+        ),
+    )
+
+
+def events() -> st.SearchStrategy[Event]:
+    """Any sample event, dead letters and events nested in events included."""
+    return st.recursive(
+        flat_events(),
+        lambda inner: st.one_of(
+            dead_letters(inner),
+            st.builds(
+                SampleWrapper,
+                inner,
+                st.none() | st.builds(SampleCreated, texts, texts),
+                texts,
+            ),
+        ),
+        max_leaves=4,
+    )
+
+
+def messages() -> st.SearchStrategy[tuple[Event, MessageContext]]:
+    """An (event, context) pair, as the bus hands it to sinks and transports."""
+    return st.tuples(events(), message_contexts())
