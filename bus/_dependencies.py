@@ -145,7 +145,8 @@ def _provided_type(annotation: Any, kind: ProviderKind, label: str) -> type:
             )
             raise RegistrationError(msg)
         annotation = unwrap_annotated(get_args(annotation)[0])
-    if not isinstance(annotation, type) or annotation is type(None):
+    # typing.Any is a class since 3.11, yet it names no type a provider could produce.
+    if not isinstance(annotation, type) or annotation in (type(None), Any):
         msg = (
             f"{label} return annotation {describe(annotation)} is not a class: annotate it with "
             "the class of the value it provides"

@@ -256,6 +256,14 @@ def describe(annotation: object) -> str:
     """A short readable name for an annotation in error messages."""
     if annotation is None or annotation is type(None):
         return "None"
+    args = get_args(annotation)
+    if is_union(annotation):
+        return " | ".join(describe(arg) for arg in args)
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return f"Annotated[{describe(args[0])}, ...]"
+    if origin is not None and args:
+        return f"{describe(origin)}[{', '.join(describe(arg) for arg in args)}]"
     if isinstance(annotation, type) and not isinstance(annotation, types.GenericAlias):
         return annotation.__name__
     return repr(annotation).replace("typing.", "")
