@@ -1,0 +1,50 @@
+# actorbus: set-up and checks. Needs only python3 (>= 3.11) and access to PyPI.
+#   make test   lint (ruff + mypy) and the test suite
+#   make lint   ruff + mypy only
+#   make demo   run examples/demo.py
+#   make bench  run every benchmarks/bench_*.py in turn
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+# (Re)install only when pyproject.toml changed; the stamps live inside the venv, so a new venv
+# reinstalls too.
+STAMP       := $(VENV)/.actorbus-installed
+BENCH_STAMP := $(VENV)/.actorbus-bench-installed
+
+# Only paths that exist: git does not keep empty directories.
+LINT_PATHS := $(wildcard actors supervisor bus tests benchmarks examples)
+# mypy refuses a directory without Python files; a package is checked once it has one.
+TYPED_PKGS := $(foreach pkg,actors supervisor bus,$(if $(wildcard $(pkg)/*.py),$(pkg)))
+
+.PHONY: test lint demo bench venv
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test,lihil]'
+	touch $@
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PIP) install -e '.[test,lihil,bench]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy --strict $(TYPED_PKGS)
+
+test: lint
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+bench: $(BENCH_STAMP)
+	@set -e; benches="$(wildcard benchmarks/bench_*.py)"; \
+	if [ -z "$$benches" ]; then echo "no benchmarks/bench_*.py found" >&2; exit 1; fi; \
+	for bench in $$benches; do echo "== $$bench"; $(BIN)/python $$bench; done
