@@ -1,0 +1,262 @@
+"""The Lihil plugin, exercised through Lihil's own LocalClient (asyncio only: Lihil is asyncio-bound)."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+import pytest
+from lihil import Empty, Lihil, LocalClient, Route, status
+
+from bus import Event
+from bus._bus import EventBus
+from bus.lihil import BusPlugin, PEventBus
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[..., Awaitable[None]]
+TODO = {"name": "groceries", "content": "milk"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class TodoCreated(Event):
+    name: str
+    content: str
+
+
+class TodoRejectedError(Exception):
+    pass
+
+
+class FakeBus:
+    """Stand-in for ``EventBus`` until the bus core lands: ``publish`` awaits each handler in turn."""
+
+    def __init__(self, handlers: tuple[Handler, ...]) -> None:
+        self._handlers = handlers
+
+    async def publish(self, event: Event) -> None:
+        for handler in self._handlers:
+            await handler(event, None)
+
+
+class FakeTerminal:
+    """Stand-in for ``BusTerminal``: ``bus`` is only available while the terminal runs."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self._handlers = handlers
+        self._bus: FakeBus | None = None
+
+    async def __aenter__(self) -> "FakeTerminal":
+        self._bus = FakeBus(self._handlers)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._bus = None
+
+    @property
+    def bus(self) -> Any:
+        if self._bus is None:
+            raise RuntimeError("the terminal is not running")
+        return self._bus
+
+
+def make_terminal(*handlers: Handler) -> Any:
+    """A terminal whose bus delivers events to ``handlers`` (each takes ``(event, ctx)``).
+
+    TODO(bus core): once ``bus.BusTerminal`` and ``bus.MessageRegistry`` land, replace the body with
+        registry = MessageRegistry(event_base=Event); registry.register(*handlers); return BusTerminal(registry)
+    and delete FakeBus and FakeTerminal; nothing else in this file changes.
+    """
+    return FakeTerminal(*handlers)
+
+
+def recorder() -> tuple[list[Event], Handler]:
+    received: list[Event] = []
+
+    async def listen_create(created: TodoCreated, ctx) -> None:
+        received.append(created)
+
+    return received, listen_create
+
+
+@asynccontextmanager
+async def serving(app: Lihil) -> AsyncIterator[None]:
+    """Run ``app``'s ASGI lifespan as a server does: startup on entry, shutdown on exit.
+
+    (``LocalClient.call_app`` runs startup and shutdown back to back before its request, so a terminal
+    entered in the lifespan would already be stopped when the endpoint runs.)
+    """
+    to_app, app_inbox = anyio.create_memory_object_stream[dict[str, str]](1)
+    app_outbox, from_app = anyio.create_memory_object_stream[dict[str, str]](1)
+    async with to_app, app_inbox, app_outbox, from_app, anyio.create_task_group() as tg:
+        tg.start_soon(app, {"type": "lifespan"}, app_inbox.receive, app_outbox.send)
+        await to_app.send({"type": "lifespan.startup"})
+        assert (await from_app.receive())["type"] == "lifespan.startup.complete"
+        yield
+        await to_app.send({"type": "lifespan.shutdown"})
+        assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"
+
+
+def catching(app: Lihil, errors: list[Exception]) -> Callable[..., Awaitable[None]]:
+    """``app`` as an ASGI server sees it: what the app raises after responding is collected."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            errors.append(exc)
+
+    return asgi
+
+
+async def test_route_plugins_form_from_the_design_injects_the_bus() -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    bus_plugin = BusPlugin(terminal)
+    bus_route = Route("/bus", plugins=[bus_plugin])
+
+    @bus_route.post
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    async with terminal:
+        response = await LocalClient().call_route(bus_route, method="POST", query_params=TODO)
+
+    assert response.status_code == 200, await response.text()
+    assert received == [TodoCreated("groceries", "milk")]
+
+
+async def test_decorate_form_injects_the_bus_into_one_endpoint() -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    bus_plugin = BusPlugin(terminal)
+    route = Route("/todos")
+
+    @route.post(plugins=[bus_plugin.decorate])
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    async with terminal:
+        response = await LocalClient().call_route(route, method="POST", query_params=TODO)
+
+    assert response.status_code == 200, await response.text()
+    assert received == [TodoCreated("groceries", "milk")]
+
+
+async def test_a_plain_event_bus_annotation_is_injected_not_read_from_the_query() -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    route = Route("/todos", plugins=[BusPlugin(terminal)])
+
+    @route.post
+    async def create_todo(name: str, content: str, bus: EventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    async with terminal:
+        response = await LocalClient().call_route(route, method="POST", query_params=TODO)
+
+    assert response.status_code == 200, await response.text()
+    assert received == [TodoCreated("groceries", "milk")]
+
+
+async def test_endpoints_without_a_bus_parameter_are_left_alone() -> None:
+    terminal = make_terminal()
+    route = Route("/health", plugins=[BusPlugin(terminal)])
+
+    @route.get
+    async def health(verbose: bool = False) -> dict[str, bool]:
+        return {"ok": True, "verbose": verbose}
+
+    # No terminal running: the endpoint never asks for the bus.
+    response = await LocalClient().call_route(route, method="GET", query_params={"verbose": "true"})
+
+    assert response.status_code == 200
+    assert await response.json() == {"ok": True, "verbose": True}
+
+
+async def test_the_bus_parameter_is_not_in_the_openapi_schema() -> None:
+    terminal = make_terminal()
+    route = Route("/todos", plugins=[BusPlugin(terminal)])
+
+    @route.post
+    async def create_todo(name: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        pass
+
+    @route.put
+    async def update_todo(name: str, bus: EventBus) -> Annotated[Empty, status.OK]:
+        pass
+
+    app = Lihil(route)
+    schema = app.genereate_oas()
+    operations = schema.paths["/todos"]
+    for operation in (operations.post, operations.put):
+        assert operation is not None
+        assert [param.name for param in operation.parameters] == ["name"]
+
+
+async def test_the_terminal_runs_inside_the_app_lifespan() -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    bus_route = Route("/bus", plugins=[BusPlugin(terminal)])
+
+    @bus_route.post
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    async def lifespan(app: Lihil) -> AsyncIterator[None]:
+        async with terminal:
+            yield
+
+    app = Lihil(bus_route, lifespan=lifespan)
+    async with serving(app):
+        response = await LocalClient().request(app, "POST", "/bus", query_params=TODO)
+
+    assert response.status_code == 200, await response.text()
+    assert received == [TodoCreated("groceries", "milk")]
+
+
+async def test_a_failing_handler_gives_a_500_and_its_error_reaches_the_server() -> None:
+    async def reject(created: TodoCreated, ctx) -> None:
+        raise TodoRejectedError(created.name)
+
+    terminal = make_terminal(reject)
+    bus_route = Route("/bus", plugins=[BusPlugin(terminal)])
+
+    @bus_route.post
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    async def lifespan(app: Lihil) -> AsyncIterator[None]:
+        async with terminal:
+            yield
+
+    app = Lihil(bus_route, lifespan=lifespan)
+    errors: list[Exception] = []
+    async with serving(app):
+        response = await LocalClient().request(catching(app, errors), "POST", "/bus", query_params=TODO)
+
+    assert response.status_code == 500
+    assert [type(error) for error in errors] == [TodoRejectedError]
+
+
+async def test_a_request_while_the_terminal_is_stopped_fails_loudly() -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    bus_route = Route("/bus", plugins=[BusPlugin(terminal)])
+
+    @bus_route.post
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.publish(TodoCreated(name, content))
+
+    app = Lihil(bus_route)  # no lifespan: nobody starts the terminal
+    errors: list[Exception] = []
+    async with serving(app):
+        response = await LocalClient().request(catching(app, errors), "POST", "/bus", query_params=TODO)
+
+    assert response.status_code == 500
+    assert len(errors) == 1
+    assert received == []
