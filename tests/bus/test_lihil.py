@@ -1,6 +1,6 @@
 """The Lihil plugin, exercised through Lihil's own LocalClient (asyncio only: Lihil is asyncio-bound)."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -207,7 +207,7 @@ async def test_the_terminal_runs_inside_the_app_lifespan() -> None:
     async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
         await bus.publish(TodoCreated(name, content))
 
-    async def lifespan(app: Lihil) -> AsyncIterator[None]:
+    async def lifespan(app: Lihil) -> AsyncGenerator[None, None]:
         async with terminal:
             yield
 
@@ -230,7 +230,7 @@ async def test_a_failing_handler_gives_a_500_and_its_error_reaches_the_server() 
     async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
         await bus.publish(TodoCreated(name, content))
 
-    async def lifespan(app: Lihil) -> AsyncIterator[None]:
+    async def lifespan(app: Lihil) -> AsyncGenerator[None, None]:
         async with terminal:
             yield
 
