@@ -19,9 +19,7 @@ LINT_PATHS := $(wildcard actors supervisor bus tests benchmarks examples)
 # mypy refuses a directory without Python files; a package is checked once it has one.
 TYPED_PKGS := $(foreach pkg,actors supervisor bus,$(if $(wildcard $(pkg)/*.py),$(pkg)))
 
-.PHONY: test lint demo bench venv
-
-venv: $(STAMP)
+.PHONY: test lint demo bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
