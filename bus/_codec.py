@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, final
 
 import attrs
@@ -110,18 +111,26 @@ class Codec:
     safe to share between threads.
     """
 
-    __slots__ = ("_context_decoder", "_decoder_for", "_encoder", "_head_decoder", "_plans", "name")
-
     def __init__(self, name: _Format) -> None:
         """A codec for ``name``, ``"json"`` or ``"msgpack"``."""
         self.name: _Format = name
         """The wire format: ``"json"`` or ``"msgpack"``."""
+        # Its own docstring, so that the `JSON` and `MSGPACK` instances document themselves.
+        self.__doc__ = f"Encodes events and contexts to {name} and decodes them back."
         module: Any = msgspec.json if name == "json" else msgspec.msgpack
-        self._encoder: Any = module.Encoder()
+        self._encode: Callable[[object], bytes] = module.Encoder().encode
         self._decoder_for: Any = module.Decoder
         self._head_decoder: Any = module.Decoder(_Head)
-        self._context_decoder: Any = module.Decoder(MessageContext)
         self._plans: dict[type, _Plan] = {}
+        # Classes without event fields, encoded as they are: the fast path.
+        self._flat: set[type] = set()
+        # Bound straight to msgspec, as these run once per message on a sink's hot path.
+        self.encode_context: Callable[[MessageContext], bytes] = self._encode
+        """``context`` alone, as bytes."""
+        self.decode_context: Callable[[bytes], MessageContext] = module.Decoder(
+            MessageContext
+        ).decode
+        """A context from bytes `encode_context` made."""
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r})"
@@ -140,10 +149,14 @@ class Codec:
             twin = _twin(cls, nested) if nested else None
             decoder = self._decoder_for(twin if twin is not None else cls)
             plan = self._plans[cls] = _Plan(cls, decoder, nested, twin)
+            if twin is None:
+                self._flat.add(cls)
         return plan
 
     def _wire(self, event: Event) -> msgspec.Struct:
         """``event`` itself, or for a class with event fields its twin with nested pairs."""
+        if type(event) in self._flat:
+            return event
         plan = self._plan(type(event))
         if plan.twin is None:
             return event
@@ -151,13 +164,15 @@ class Codec:
         for field in plan.nested:
             inner = values[field]
             if inner is not None:
-                body = msgspec.Raw(self._encoder.encode(self._wire(inner)))
+                body = msgspec.Raw(self._encode(self._wire(inner)))
                 values[field] = _Nested(type(inner).__type_name__, body)
         return plan.twin(**values)
 
     def encode_event(self, event: Event) -> bytes:
         """The body of ``event`` alone, without its type name (store the name beside it)."""
-        return self._encoder.encode(self._wire(event))  # type: ignore[no-any-return]
+        if type(event) in self._flat:
+            return self._encode(event)
+        return self._encode(self._wire(event))
 
     def decode_event(self, type_name: str, data: bytes | msgspec.Raw) -> Event:
         """An event of the class registered as ``type_name``, from a body `encode_event` made."""
@@ -178,20 +193,10 @@ class Codec:
             values[field] = inner
         return plan.cls(**values)
 
-    def encode_context(self, context: MessageContext) -> bytes:
-        """``context`` alone, as bytes."""
-        return self._encoder.encode(context)  # type: ignore[no-any-return]
-
-    def decode_context(self, data: bytes) -> MessageContext:
-        """A context from bytes `encode_context` made."""
-        return self._context_decoder.decode(data)  # type: ignore[no-any-return]
-
     def encode(self, event: Event, context: MessageContext) -> bytes:
         """One message as an envelope: ``{"type": ..., "event": {...}, "context": {...}}``."""
         wire = self._wire(event)
-        return self._encoder.encode(  # type: ignore[no-any-return]
-            _Envelope(type(event).__type_name__, wire, context)
-        )
+        return self._encode(_Envelope(type(event).__type_name__, wire, context))
 
     def decode(self, data: bytes) -> tuple[Event, MessageContext]:
         """The event, as its original class, and the context from an envelope `encode` made."""
@@ -200,7 +205,24 @@ class Codec:
 
 
 JSON = Codec("json")
-"""Encodes to and decodes from JSON (`msgspec.json`)."""
-
 MSGPACK = Codec("msgpack")
-"""Encodes to and decodes from msgpack (`msgspec.msgpack`)."""
+
+
+def encode_json(event: Event, context: MessageContext) -> bytes:
+    """One message as a JSON envelope: ``{"type": ..., "event": {...}, "context": {...}}``."""
+    return JSON.encode(event, context)
+
+
+def decode_json(data: bytes) -> tuple[Event, MessageContext]:
+    """The event, as its original class, and its context, from `encode_json`'s bytes."""
+    return JSON.decode(data)
+
+
+def encode_msgpack(event: Event, context: MessageContext) -> bytes:
+    """One message as a msgpack envelope, shaped like `encode_json`'s."""
+    return MSGPACK.encode(event, context)
+
+
+def decode_msgpack(data: bytes) -> tuple[Event, MessageContext]:
+    """The event, as its original class, and its context, from `encode_msgpack`'s bytes."""
+    return MSGPACK.decode(data)
