@@ -104,18 +104,21 @@ def event_class(name: str) -> type[Event]:
         raise UnknownEventTypeError(msg) from None
 
 
-# Message ids are a random per-process prefix plus a counter, 32 hex digits like uuid4().hex.
-# uuid4() reads os.urandom on every call and costs about 2.5 us here; this costs about 0.3 us,
-# and ids from one process sort in creation order, which keeps a sink's primary-key index appending.
-_prefix = os.urandom(8).hex()
-_counter = itertools.count()
+# A message id is a 128-bit number written as 32 hex digits, like uuid4().hex: 64 random bits
+# drawn once per process, then a 64-bit counter. uuid4() reads os.urandom on every call and costs
+# about 2.2 us here; this costs about 0.13 us, and the ids of one process sort in creation
+# order, which keeps a sink's primary-key index appending at its end.
+def _seeded_counter() -> itertools.count[int]:
+    return itertools.count(int.from_bytes(os.urandom(8), "big") << 64)
+
+
+_counter = _seeded_counter()
 
 
 def _reseed_after_fork() -> None:
     # A forked child would otherwise continue the parent's sequence and repeat its ids.
-    global _prefix, _counter
-    _prefix = os.urandom(8).hex()
-    _counter = itertools.count()
+    global _counter
+    _counter = _seeded_counter()
 
 
 if hasattr(os, "register_at_fork"):
@@ -127,7 +130,8 @@ def new_message_id() -> str:
 
     Not a secret: the ids of one process are sequential.
     """
-    return f"{_prefix}{next(_counter):016x}"
+    # %-formatting: the quickest way to a zero-padded hex string, on every message's path.
+    return "%032x" % next(_counter)  # noqa: UP031
 
 
 _now = time.time
@@ -183,11 +187,15 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
             dict(headers) if headers else {},
         )
 
-    def caused(self) -> MessageContext:
+    def caused(self, headers: Mapping[str, str] | None = None) -> MessageContext:
         """The context of a message sent while handling this one: a new id, the same
-        correlation id and headers, this message as its cause, first attempt."""
+        correlation id, this message as its cause, first attempt, and this message's headers,
+        updated with ``headers`` if given."""
+        inherited = self.headers
+        if headers:
+            inherited = {**inherited, **headers}
         return MessageContext(
-            new_message_id(), self.correlation_id, self.message_id, _now(), 1, self.headers
+            new_message_id(), self.correlation_id, self.message_id, _now(), 1, inherited
         )
 
     def with_attempt(self, attempt: int) -> MessageContext:

@@ -174,6 +174,19 @@ def test_a_caused_context_links_to_its_parent_and_keeps_correlation_and_headers(
     assert child.timestamp >= parent.timestamp
 
 
+def test_a_caused_context_merges_extra_headers_without_touching_its_parents() -> None:
+    parent = MessageContext.new({"tenant": "acme", "user": "ann"})
+    child = parent.caused({"user": "bob", "trace": "t1"})
+    assert child.headers == {"tenant": "acme", "user": "bob", "trace": "t1"}
+    assert parent.headers == {"tenant": "acme", "user": "ann"}
+
+
+def test_message_ids_of_one_process_sort_in_creation_order() -> None:
+    ids = [new_message_id() for _ in range(100)]
+    assert ids == sorted(ids)
+    assert len({i[:16] for i in ids}) == 1
+
+
 def test_with_attempt_changes_only_the_attempt() -> None:
     context = MessageContext.new({"a": "b"})
     retried = context.with_attempt(2)
