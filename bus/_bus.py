@@ -1,7 +1,163 @@
-"""The EventBus handle (stub: the real implementation lands with the bus core)."""
+"""EventBus: the handle handlers and endpoints use to publish, emit and sink events."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, final
 
+from actors import ActorStoppedError
+from actors import MailboxFullError as ActorMailboxFullError
+from bus._dispatch import CURRENT_CHAIN, SinkItem, must_run_inline
+from bus._errors import HandlerStoppedError, MailboxFullError, SinkUnsetError
+from bus._events import Event, MessageContext
+
+if TYPE_CHECKING:
+    from bus._dispatch import Dispatcher
+
+
+@final
 class EventBus:
-    """The handle handlers and endpoints use to publish, emit and sink events."""
+    """Publish (awaited, in registration order), emit (fire-and-forget) and sink (durable) events.
+
+    ``terminal.bus`` starts root messages; the bus a handler receives carries that handler's message
+    context, so what it sends is causally linked (same ``correlation_id``, ``causation_id`` = the
+    handled message's id). ``headers`` given to a call are added to the new message's context.
+    """
+
+    __slots__ = ("_context", "_dispatcher")
+
+    def __init__(self, dispatcher: Dispatcher, context: MessageContext | None = None) -> None:
+        self._dispatcher = dispatcher
+        self._context = context
+
+    @property
+    def context(self) -> MessageContext | None:
+        """The message this handle was given for (None for the terminal's root handle)."""
+        return self._context
+
+    def _new_context(self, headers: Mapping[str, str] | None) -> MessageContext:
+        parent = self._context
+        if parent is None:
+            return MessageContext.new(headers)
+        context = parent.caused()
+        if headers:
+            context = MessageContext(
+                context.message_id,
+                context.correlation_id,
+                context.causation_id,
+                context.timestamp,
+                1,
+                {**context.headers, **headers},
+            )
+        return context
+
+    async def publish(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+        """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
+        completion before the next. The first handler exception is raised here as itself; later
+        handlers do not get the event. No retries (that is ``emit``'s business)."""
+        dispatcher = self._dispatcher
+        slots = dispatcher.routes(type(event))
+        dispatcher.check_open()
+        dispatcher.published += 1
+        if not slots:
+            dispatcher.unrouted += 1
+            return
+        context = self._new_context(headers)
+        chain = CURRENT_CHAIN.get()
+        payload = (event, context, None)
+        for slot in slots:
+            if chain and must_run_inline(slot, chain):
+                actor = slot.actor
+                if actor is not None:
+                    token = CURRENT_CHAIN.set((*chain, slot))
+                    try:
+                        await actor.handle(event, context)
+                    finally:
+                        CURRENT_CHAIN.reset(token)
+                    continue
+            ref = slot.ref
+            assert ref is not None
+            waiter = chain[0] if chain else None
+            if waiter is not None:
+                waiter.waiting_on = slot
+            try:
+                await ref.ask(payload)
+            except ActorStoppedError as exc:
+                if ref.alive:
+                    raise
+                raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+            finally:
+                if waiter is not None:
+                    waiter.waiting_on = None
+
+    async def emit(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+        """Queue ``event`` for each subscribed handler and return before they run. Awaits only for
+        room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
+        policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
+        dispatcher = self._dispatcher
+        slots = dispatcher.routes(type(event))
+        dispatcher.check_open()
+        dispatcher.emitted += 1
+        if not slots:
+            dispatcher.unrouted += 1
+            return
+        delivery = (event, self._new_context(headers))
+        for slot in slots:
+            mailbox = slot.mailbox
+            assert mailbox is not None
+            dispatcher.pending += 1
+            try:
+                await mailbox.put(delivery)
+            except ActorMailboxFullError as exc:
+                dispatcher.done_one()
+                raise MailboxFullError(str(exc)) from None
+            except BaseException:
+                dispatcher.done_one()
+                raise
+
+    def emit_nowait(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+        """``emit`` without waiting: raises ``MailboxFullError`` (and queues nothing) when a
+        subscribed handler's bounded mailbox is full under backpressure."""
+        dispatcher = self._dispatcher
+        slots = dispatcher.routes(type(event))
+        dispatcher.check_open()
+        for slot in slots:
+            if slot.full_under_backpressure():
+                raise MailboxFullError(f"mailbox of handler {slot.name!r} is full")
+        dispatcher.emitted += 1
+        if not slots:
+            dispatcher.unrouted += 1
+            return
+        delivery = (event, self._new_context(headers))
+        for slot in slots:
+            mailbox = slot.mailbox
+            assert mailbox is not None
+            dispatcher.pending += 1
+            try:
+                mailbox.put_nowait(delivery)
+            except ActorMailboxFullError as exc:
+                dispatcher.done_one()
+                raise MailboxFullError(str(exc)) from None
+
+    async def sink(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+        """Hand ``event`` to every configured sink and return once each stored it durably.
+
+        Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
+        terminal has no sink."""
+        dispatcher = self._dispatcher
+        dispatcher.routes(type(event))
+        dispatcher.check_open()
+        if not dispatcher.sinks:
+            raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
+        context = self._new_context(headers)
+        futures = []
+        for slot in dispatcher.sinks:
+            assert slot.ref is not None
+            future = dispatcher.new_future()
+            slot.ref.tell_nowait(SinkItem(event, context, future))
+            futures.append(future)
+        for future in futures:
+            await future
+
+    def __repr__(self) -> str:
+        return f"<EventBus context={self._context!r}>"

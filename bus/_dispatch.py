@@ -1,0 +1,188 @@
+"""The dispatcher: routes event types to handler actors, counts what is in flight, and turns the
+runtime's dead letters into ``DeadLetter`` events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actors import ActorRef, DeadLetter as RuntimeDeadLetter, DeadLetterReason, Mailbox, Overflow
+from actors._waiting import FutureFactory, OneShot
+from bus._dependencies import ProviderSpec
+from bus._errors import BusClosedError
+from bus._events import DeadLetter, Event, MessageContext, describe_error
+from bus._handlers import RegisteredHandler
+
+if TYPE_CHECKING:
+    from bus._bus import EventBus
+    from bus._handler_actor import HandlerActor
+    from bus.sinks._base import Sink
+
+#: the handler slots executing in the current task, innermost last (see ``must_run_inline``)
+CURRENT_CHAIN: ContextVar[tuple[HandlerSlot, ...]] = ContextVar("actorbus_chain", default=())
+
+_REASONS: Mapping[DeadLetterReason, str] = {
+    DeadLetterReason.CRASHED: "retries_exhausted",
+    DeadLetterReason.OVERFLOW: "mailbox_overflow",
+    DeadLetterReason.STOPPED: "handler_stopped",
+    DeadLetterReason.KILLED: "handler_killed",
+}
+
+
+@attrs.define(eq=False)
+class HandlerSlot:
+    """Everything the bus keeps about one handler across its actor's incarnations."""
+
+    registered: RegisteredHandler
+    ref: ActorRef | None = None
+    mailbox: Mailbox | None = None
+    #: the running incarnation, for re-entrant publishes
+    actor: HandlerActor | None = None
+    #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
+    waiting_on: HandlerSlot | None = None
+    last_error: BaseException | None = None
+
+    @property
+    def name(self) -> str:
+        return self.registered.name
+
+    def full_under_backpressure(self) -> bool:
+        """True when an ``emit_nowait`` could not queue here without waiting."""
+        policy = self.registered.policy
+        capacity = policy.mailbox_capacity
+        return (
+            capacity is not None
+            and policy.overflow == Overflow.BACKPRESSURE.value
+            and self.mailbox is not None
+            and len(self.mailbox) >= capacity
+        )
+
+
+class SinkItem:
+    """One event handed to one sink actor, with the future its ``sink`` caller awaits."""
+
+    __slots__ = ("context", "event", "future")
+
+    def __init__(self, event: Event, context: MessageContext, future: OneShot) -> None:
+        self.event = event
+        self.context = context
+        self.future = future
+
+
+@attrs.define(eq=False)
+class SinkSlot:
+    """A configured sink, its actor and the batch in flight (which survives the actor's restarts)."""
+
+    sink: Sink
+    name: str
+    ref: ActorRef | None = None
+    batch: list[SinkItem] = attrs.Factory(list)
+    stored: int = 0
+    failures: int = 0
+
+
+def must_run_inline(target: HandlerSlot, chain: tuple[HandlerSlot, ...]) -> bool:
+    """Whether asking ``target`` from this task would wait on ourselves: ``target`` executes up this
+    task's stack, or is blocked (directly or through others) on a publish to a handler that does."""
+    seen = 0
+    slot: HandlerSlot | None = target
+    while slot is not None and seen <= 64:
+        if slot in chain:
+            return True
+        slot = slot.waiting_on
+        seen += 1
+    return False
+
+
+class Dispatcher:
+    """Routing table, in-flight accounting and statistics shared by every ``EventBus`` handle."""
+
+    def __init__(
+        self,
+        handlers: tuple[RegisteredHandler, ...],
+        providers: Mapping[type, ProviderSpec],
+        event_bases: tuple[type[Event], ...],
+        sinks: tuple[Sink, ...],
+        new_future: FutureFactory,
+    ) -> None:
+        self.slots = tuple(HandlerSlot(h) for h in handlers)
+        self.providers = providers
+        self.event_bases = event_bases
+        self.sinks = tuple(SinkSlot(sink, f"sink-{i}-{sink.name}") for i, sink in enumerate(sinks))
+        self.new_future = new_future
+        self.closed = True
+        self.bus: EventBus | None = None
+        self._routes: dict[type, tuple[HandlerSlot, ...]] = {}
+        self._drain_waiters: list[OneShot] = []
+        self.pending = 0
+        self.published = 0
+        self.emitted = 0
+        self.unrouted = 0
+        self.dead_letters = 0
+        self.sunk = 0
+
+    def routes(self, event_type: type) -> tuple[HandlerSlot, ...]:
+        """The handlers of ``event_type`` in registration order; raises TypeError for a non-event."""
+        try:
+            return self._routes[event_type]
+        except KeyError:
+            return self._route(event_type)
+
+    def _route(self, event_type: type) -> tuple[HandlerSlot, ...]:
+        if not (isinstance(event_type, type) and issubclass(event_type, self.event_bases)):
+            bases = " or ".join(base.__qualname__ for base in self.event_bases)
+            raise TypeError(f"expected an instance of {bases}, got an instance of {event_type.__qualname__}")
+        # issubclass walks the MRO, so handlers of a base class get subclasses defined after
+        # registration; a handler subscribed through several bases is still listed once
+        slots = tuple(s for s in self.slots if s.registered.spec.accepts(event_type))
+        self._routes[event_type] = slots
+        return slots
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
+
+    # -- in-flight accounting, for drain() --------------------------------------------------------
+
+    def done_one(self) -> None:
+        """An emitted delivery reached its end: processed, or dead-lettered."""
+        self.pending -= 1
+        if self.pending <= 0 and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def drained(self) -> None:
+        while self.pending > 0:
+            waiter = self.new_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    # -- dead letters -----------------------------------------------------------------------------
+
+    def on_dead_letter(self, letter: RuntimeDeadLetter) -> None:
+        """Listener on the tree's dead letters: emitted deliveries become ``DeadLetter`` events."""
+        message: Any = letter.message
+        if type(message) is tuple and len(message) == 2:
+            self.done_one()
+            event, context = message
+            self.dead_letters += 1
+            if isinstance(event, DeadLetter) or self.bus is None or self.closed:
+                return  # a dead letter about a dead letter would loop
+            error = describe_error(letter.error) if letter.error is not None else ""
+            notice = DeadLetter(
+                letter.recipient, event, context, error, letter.attempts, _REASONS[letter.reason]
+            )
+            try:
+                self.bus.emit_nowait(notice)
+            except Exception:  # noqa: BLE001 - full mailboxes: counted above, never raised at a sender
+                return
+        elif type(message) is SinkItem:
+            if letter.reason is DeadLetterReason.CRASHED:
+                return  # the sink actor keeps it in its batch in flight and writes it again
+            if not message.future.done():
+                message.future.set_exception(BusClosedError("the sink stopped before storing the event"))

@@ -1,0 +1,91 @@
+"""The actor that runs one registered handler: dependencies per incarnation, one message at a time."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+
+from actors import Actor
+from bus._bus import EventBus
+from bus._dependencies import open_dependencies
+from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
+from bus._events import Event, HandlerRestarted, MessageContext, describe_error
+
+
+class HandlerActor(Actor):
+    """Calls its handler for each delivery ``(event, context)`` (emit) or ``(event, context, None)``
+    (publish). Dependencies live as long as the incarnation: a restart gets fresh ones."""
+
+    def __init__(self, slot: HandlerSlot, dispatcher: Dispatcher) -> None:
+        self._slot = slot
+        self._dispatcher = dispatcher
+        spec = slot.registered.spec
+        self._func: Any = spec.func
+        self._spec = spec
+        self._own_chain = (slot,)
+        self._deps: dict[str, object] = {}
+        self._stack = AsyncExitStack()
+        # the common shapes skip building kwargs: (event) or (event, ctx), async
+        self._plain = spec.is_async and len(spec.params) <= 1
+        self._with_context = bool(spec.params)
+        self._needs_bus = any(p.kind == "bus" for p in spec.params)
+
+    async def on_start(self) -> None:
+        bus = EventBus(self._dispatcher)
+        try:
+            self._deps = await open_dependencies(
+                self._spec, self._dispatcher.providers, self._stack, bus
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._slot.actor = self
+        incarnation = self.context.incarnation
+        if incarnation > 1 and self._dispatcher.bus is not None:
+            error = self._slot.last_error
+            notice = HandlerRestarted(
+                self._slot.name, incarnation - 1, describe_error(error) if error else ""
+            )
+            try:
+                self._dispatcher.bus.emit_nowait(notice)
+            except Exception:  # noqa: BLE001 - a notice must never fail a restart
+                pass
+
+    async def on_stop(self) -> None:
+        if self._slot.actor is self:
+            self._slot.actor = None
+        await self._stack.aclose()
+
+    async def receive(self, message: Any) -> Any:
+        CURRENT_CHAIN.set(self._own_chain)
+        if len(message) == 2:
+            event, context = message
+            attempt = self.context.attempt
+            if attempt != 1:
+                context = context.with_attempt(attempt)
+            await self.handle(event, context)
+            self._dispatcher.done_one()
+        else:
+            await self.handle(message[0], message[1])
+
+    async def handle(self, event: Event, context: MessageContext) -> None:
+        """Call the handler once; its exception propagates (and crashes the incarnation)."""
+        try:
+            if self._plain:
+                if self._with_context:
+                    await self._func(event, context)
+                else:
+                    await self._func(event)
+                return
+            bus = EventBus(self._dispatcher, context) if self._needs_bus else None
+            args, kwargs = self._spec.arguments(event, context, bus, self._deps)
+            if self._spec.is_async:
+                await self._func(*args, **kwargs)
+            else:
+                await anyio.to_thread.run_sync(functools.partial(self._func, *args, **kwargs))
+        except Exception as exc:
+            self._slot.last_error = exc
+            raise

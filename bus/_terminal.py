@@ -1,0 +1,251 @@
+"""BusTerminal: builds the supervision tree from the registries and runs it for an ``async with``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import anyio
+import attrs
+
+from actors import ActorRef, MailboxSpec, Overflow, Redelivery, Terminated, current_future_factory
+from bus._bus import EventBus
+from bus._dependencies import check_resolvable
+from bus._dispatch import Dispatcher, HandlerSlot, SinkSlot
+from bus._errors import BusClosedError, BusError
+from bus._events import Event, HandlerStopped, describe_error
+from bus._handler_actor import HandlerActor
+from bus._registry import MessageRegistry, merge_registries
+from bus._sink_actor import SinkActor
+from bus.sinks._base import Sink
+from supervisor import (
+    Backoff,
+    ChildSpec,
+    ChildStartError,
+    Intensity,
+    Supervisor,
+    SupervisorSpec,
+    TreeSnapshot,
+    open_supervisor,
+)
+
+#: restart backoff of a failing sink: quick first retry, capped, reset after a quiet minute
+SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60.0)
+
+
+@attrs.frozen
+class BusStatistics:
+    """A snapshot of the bus's counters."""
+
+    published: int
+    emitted: int
+    unrouted: int
+    in_flight: int
+    dead_letters: int
+    sunk: int
+
+
+class BusTerminal:
+    """Runs the bus: one supervised actor per handler, sink actors, and your own children.
+
+    The tree::
+
+        bus (one_for_one)
+        ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
+        ├─ sinks    (one_for_one, restart with backoff, never gives up)
+        └─ your children (``children=[ChildSpec(...)]``)
+
+    Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
+    in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
+    sink) are raised from ``__aenter__`` as themselves.
+    """
+
+    def __init__(
+        self,
+        *registries: MessageRegistry,
+        sinks: Iterable[Sink] = (),
+        children: Sequence[ChildSpec] = (),
+        shutdown_timeout: float = 10.0,
+        name: str = "bus",
+    ) -> None:
+        if not registries:
+            registries = (MessageRegistry(),)
+        for registry in registries:
+            if not isinstance(registry, MessageRegistry):
+                raise TypeError(f"BusTerminal takes MessageRegistry instances, got {registry!r}")
+        self._registries = registries
+        self._sinks = tuple(sinks)
+        for sink in self._sinks:
+            if not isinstance(sink, Sink):
+                raise TypeError(f"sinks must be bus.sinks.Sink instances, got {sink!r}")
+        self._children = tuple(children)
+        if not shutdown_timeout >= 0:
+            raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
+        self._shutdown_timeout = shutdown_timeout
+        self._name = name
+        self._dispatcher: Dispatcher | None = None
+        self._bus: EventBus | None = None
+        self._root: Supervisor | None = None
+        self._stack: AsyncExitStack | None = None
+
+    # -- the running terminal ---------------------------------------------------------------------
+
+    @property
+    def bus(self) -> EventBus:
+        """The root ``EventBus`` handle (its messages start new conversations)."""
+        if self._bus is None:
+            raise BusClosedError("the terminal is not running: use `async with BusTerminal(...)`")
+        return self._bus
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The root supervisor: add your own actors with ``await terminal.supervisor.start_child()``."""
+        if self._root is None:
+            raise BusClosedError("the terminal is not running")
+        return self._root
+
+    def handler_ref(self, name: str) -> ActorRef:
+        """The actor ref of handler ``name`` (its qualified name or its short name)."""
+        slot = self._slot(name)
+        assert slot.ref is not None
+        return slot.ref
+
+    async def drain(self) -> None:
+        """Return when every emitted message has been processed or dead-lettered, nested emits
+        included: every handler mailbox empty and no handler running."""
+        if self._dispatcher is None:
+            return
+        await self._dispatcher.drained()
+
+    def snapshot(self) -> TreeSnapshot:
+        """The whole supervision tree with restart counts, mailbox depths and processed/failed counts."""
+        return self.supervisor.snapshot()
+
+    def statistics(self) -> BusStatistics:
+        """Counters: published, emitted, unrouted (nobody subscribed), in flight, dead letters, sunk."""
+        d = self._dispatcher
+        if d is None:
+            return BusStatistics(0, 0, 0, 0, 0, 0)
+        return BusStatistics(d.published, d.emitted, d.unrouted, d.pending, d.dead_letters, d.sunk)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BusTerminal:
+        if self._stack is not None:
+            raise BusError("this BusTerminal is already running")
+        handlers, providers = merge_registries(*self._registries)
+        check_resolvable(handlers, providers)
+        bases = tuple(dict.fromkeys((*(r.event_base for r in self._registries), Event)))
+        dispatcher = Dispatcher(handlers, providers, bases, self._sinks, current_future_factory())
+        bus = EventBus(dispatcher)
+        dispatcher.bus = bus
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for sink in self._sinks:
+                await sink.open()
+                stack.push_async_callback(sink.close)
+            children = (
+                ChildSpec("handlers", SupervisorSpec(self._handler_specs(dispatcher), intensity=None)),
+                ChildSpec("sinks", SupervisorSpec(self._sink_specs(dispatcher), intensity=None)),
+                *self._children,
+            )
+            try:
+                root = await stack.enter_async_context(
+                    open_supervisor(children, name=self._name, intensity=Intensity(3, 5.0))
+                )
+            except ChildStartError as exc:
+                raise _start_cause(exc) from None
+            stack.push_async_callback(self._close, dispatcher)
+            handlers_sup = root.supervisor("handlers")
+            for slot in dispatcher.slots:
+                slot.ref = handlers_sup.ref(slot.name)
+                slot.mailbox = slot.ref._mailbox
+                slot.ref.watch(self._handler_stopped(dispatcher, slot))
+            sinks_sup = root.supervisor("sinks")
+            for sink_slot in dispatcher.sinks:
+                sink_slot.ref = sinks_sup.ref(sink_slot.name)
+            root.dead_letters.subscribe(dispatcher.on_dead_letter)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        dispatcher.closed = False
+        self._dispatcher, self._bus, self._root, self._stack = dispatcher, bus, root, stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._bus = None
+            self._root = None
+
+    async def _close(self, dispatcher: Dispatcher) -> None:
+        with anyio.move_on_after(self._shutdown_timeout):
+            await dispatcher.drained()
+        dispatcher.closed = True
+
+    # -- building the tree ------------------------------------------------------------------------
+
+    def _handler_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
+        specs = []
+        for slot in dispatcher.slots:
+            policy = slot.registered.policy
+            specs.append(
+                ChildSpec(
+                    slot.name,
+                    _factory(HandlerActor, slot, dispatcher),
+                    shutdown=policy.shutdown_timeout,
+                    mailbox=MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
+                    redelivery=Redelivery(policy.retries, policy.retry_delay),
+                    intensity=Intensity(policy.max_restarts, policy.restart_period),
+                )
+            )
+        return specs
+
+    def _sink_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
+        return [
+            ChildSpec(slot.name, _factory(SinkActor, slot, dispatcher), backoff=SINK_BACKOFF)
+            for slot in dispatcher.sinks
+        ]
+
+    def _handler_stopped(self, dispatcher: Dispatcher, slot: HandlerSlot) -> Any:
+        def notify(notice: Terminated) -> None:
+            if notice.error is None or dispatcher.closed or dispatcher.bus is None:
+                return
+            reason = f"gave up after too many restarts: {describe_error(notice.error)}"
+            try:
+                dispatcher.bus.emit_nowait(HandlerStopped(slot.name, reason))
+            except Exception:  # noqa: BLE001 - a notice must never break the supervisor
+                return
+
+        return notify
+
+    def _slot(self, name: str) -> HandlerSlot:
+        if self._dispatcher is None:
+            raise BusClosedError("the terminal is not running")
+        for slot in self._dispatcher.slots:
+            if name in (slot.name, slot.registered.spec.qualname):
+                return slot
+        raise KeyError(f"no handler named {name!r}")
+
+
+def _factory(cls: Any, slot: HandlerSlot | SinkSlot, dispatcher: Dispatcher) -> Any:
+    return lambda: cls(slot, dispatcher)
+
+
+def _start_cause(error: BaseException) -> BaseException:
+    """The original error behind nested ``ChildStartError``s (a provider's, a sink's)."""
+    while isinstance(error, ChildStartError) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
