@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, final
 
-from actors import ActorStoppedError
-from actors import MailboxFullError as ActorMailboxFullError
+from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
 from bus._dispatch import CURRENT_CHAIN, SinkItem, must_run_inline
 from bus._errors import HandlerStoppedError, MailboxFullError, SinkUnsetError
 from bus._events import Event, MessageContext

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from contextlib import AsyncExitStack
 from typing import Any
@@ -49,10 +50,9 @@ class HandlerActor(Actor):
             notice = HandlerRestarted(
                 self._slot.name, incarnation - 1, describe_error(error) if error else ""
             )
-            try:
+            # a notice must never fail a restart (a full mailbox just loses the notice)
+            with contextlib.suppress(Exception):
                 self._dispatcher.bus.emit_nowait(notice)
-            except Exception:  # noqa: BLE001 - a notice must never fail a restart
-                pass
 
     async def on_stop(self) -> None:
         if self._slot.actor is self:

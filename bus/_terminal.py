@@ -137,7 +137,9 @@ class BusTerminal:
             raise BusError("this BusTerminal is already running")
         handlers, providers = merge_registries(*self._registries)
         check_resolvable(handlers, providers)
-        bases = tuple(dict.fromkeys((*(r.event_base for r in self._registries), Event)))
+        bases: tuple[type[Event], ...] = tuple(
+            dict.fromkeys((*(r.event_base for r in self._registries), Event))
+        )
         dispatcher = Dispatcher(handlers, providers, bases, self._sinks, current_future_factory())
         bus = EventBus(dispatcher)
         dispatcher.bus = bus
