@@ -274,3 +274,7 @@ class SupervisorGaveUp(Event):
 
     supervisor: str
     error: str
+
+
+#: the bus's own events: deliverable, and subscribable, whatever a registry's ``event_base``
+NOTICE_EVENTS: tuple[type[Event], ...] = (DeadLetter, HandlerRestarted, HandlerStopped, SupervisorGaveUp)

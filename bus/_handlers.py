@@ -7,7 +7,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
 
@@ -203,16 +203,24 @@ def injected_param(
     return ParamSpec(parameter.name, kind, annotation, parameter.default)
 
 
+def _notice_events() -> tuple[type[Event], ...]:
+    from bus._events import DeadLetter, HandlerRestarted, HandlerStopped, SupervisorGaveUp
+
+    return (DeadLetter, HandlerRestarted, HandlerStopped, SupervisorGaveUp)
+
+
 def _subscriptions(
     annotation: Any, event_base: type[Event], label: str, param_name: str
 ) -> tuple[type[Event], ...]:
     annotation = unwrap_annotated(annotation)
     members = get_args(annotation) if is_union(annotation) else (annotation,)
     subscriptions: list[type[Event]] = []
+    # the bus's own events are subscribable under any event_base
+    notices = _notice_events()
     for raw_member in members:
         # Annotated[A, ...] | B still subscribes to A and B.
         member = unwrap_annotated(raw_member)
-        if not (isinstance(member, type) and issubclass(member, event_base)):
+        if not (isinstance(member, type) and issubclass(member, (event_base, *notices))):
             where = f"{describe(annotation)}: " if len(members) > 1 else ""
             msg = (
                 f"{label} parameter {param_name!r}: annotation {where}{describe(member)} is not "
@@ -220,7 +228,7 @@ def _subscriptions(
             )
             raise RegistrationError(msg)
         if member not in subscriptions:
-            subscriptions.append(member)
+            subscriptions.append(cast("type[Event]", member))
     return tuple(subscriptions)
 
 

@@ -15,7 +15,7 @@ from bus._bus import EventBus
 from bus._dependencies import check_resolvable
 from bus._dispatch import Dispatcher, HandlerSlot, SinkSlot
 from bus._errors import BusClosedError, BusError
-from bus._events import Event, HandlerStopped, describe_error
+from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
 from bus._handler_actor import HandlerActor
 from bus._registry import MessageRegistry, merge_registries
 from bus._sink_actor import SinkActor
@@ -137,8 +137,9 @@ class BusTerminal:
             raise BusError("this BusTerminal is already running")
         handlers, providers = merge_registries(*self._registries)
         check_resolvable(handlers, providers)
+        # the bus's own notices (DeadLetter, ...) are deliverable whatever the event_base
         bases: tuple[type[Event], ...] = tuple(
-            dict.fromkeys((*(r.event_base for r in self._registries), Event))
+            dict.fromkeys((*(r.event_base for r in self._registries), *NOTICE_EVENTS))
         )
         dispatcher = Dispatcher(handlers, providers, bases, self._sinks, current_future_factory())
         bus = EventBus(dispatcher)
