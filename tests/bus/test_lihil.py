@@ -8,7 +8,7 @@ import anyio
 import pytest
 from lihil import Empty, Lihil, LocalClient, Route, status
 
-from bus import Event
+from bus import BusTerminal, Event, MessageRegistry
 from bus._bus import EventBus
 from bus.lihil import BusPlugin, PEventBus
 
@@ -32,46 +32,12 @@ class TodoRejectedError(Exception):
     pass
 
 
-class FakeBus:
-    """Stand-in for ``EventBus`` until the bus core lands: ``publish`` awaits each handler in turn."""
-
-    def __init__(self, handlers: tuple[Handler, ...]) -> None:
-        self._handlers = handlers
-
-    async def publish(self, event: Event) -> None:
-        for handler in self._handlers:
-            await handler(event, None)
-
-
-class FakeTerminal:
-    """Stand-in for ``BusTerminal``: ``bus`` is only available while the terminal runs."""
-
-    def __init__(self, *handlers: Handler) -> None:
-        self._handlers = handlers
-        self._bus: FakeBus | None = None
-
-    async def __aenter__(self) -> "FakeTerminal":
-        self._bus = FakeBus(self._handlers)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._bus = None
-
-    @property
-    def bus(self) -> Any:
-        if self._bus is None:
-            raise RuntimeError("the terminal is not running")
-        return self._bus
-
-
-def make_terminal(*handlers: Handler) -> Any:
-    """A terminal whose bus delivers events to ``handlers`` (each takes ``(event, ctx)``).
-
-    TODO(bus core): once ``bus.BusTerminal`` and ``bus.MessageRegistry`` land, replace the body with
-        registry = MessageRegistry(event_base=Event); registry.register(*handlers); return BusTerminal(registry)
-    and delete FakeBus and FakeTerminal; nothing else in this file changes.
-    """
-    return FakeTerminal(*handlers)
+def make_terminal(*handlers: Handler) -> BusTerminal:
+    """A real terminal whose bus delivers events to ``handlers`` (each takes ``(event, ctx)``)."""
+    registry = MessageRegistry(event_base=Event)
+    if handlers:
+        registry.register(*handlers)
+    return BusTerminal(registry)
 
 
 def recorder() -> tuple[list[Event], Handler]:
