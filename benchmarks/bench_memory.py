@@ -1,0 +1,155 @@
+"""Idle actor memory: 100,000 idle actors under one supervisor, and 10,000 bus handler actors.
+
+    python benchmarks/bench_memory.py          # 100,000 actors, 10,000 handlers, 5 rounds
+    BENCH_ACTORS=20000 BENCH_HANDLERS=2000 BENCH_REPEATS=3 python benchmarks/bench_memory.py
+
+Each measurement runs in a fresh subprocess (so that one run's freed-but-kept arenas do not hide the
+next one's growth), once with ``tracemalloc`` and once without it for RSS (tracemalloc's own traces
+would inflate RSS):
+
+- ``tracemalloc``: traced bytes once every actor is started, minus traced bytes just before starting
+  (the ``ChildSpec`` list, or the ``MessageRegistry`` with its parsed handlers, already exists then;
+  it is reported on its own line), divided by the number of actors.
+- ``RSS``: VmRSS from /proc/self/status, same before/after, divided by the number of actors. Coarser
+  (pages, allocator arenas) but what the OS sees.
+
+``actors``: ``open_supervisor`` with N static ``ChildSpec`` children (an ``Actor`` subclass with no
+state, unbounded mailbox), every one parked on its empty mailbox. ``handlers``: a ``MessageRegistry``
+with N distinct handler functions (made by a closure factory, distinct ``__qualname__``), each with
+its default policy, run by a ``BusTerminal``: one supervised handler actor per function.
+
+Target (DESIGN section 5): at most 2 KB (2,048 bytes) per idle actor.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _harness import env_int, repeats, report, rss_bytes
+
+from actors import Actor
+from bus import BusTerminal, Event, MessageRegistry
+from supervisor import ChildSpec, open_supervisor
+
+ACTORS = env_int("BENCH_ACTORS", 100_000)
+HANDLERS = env_int("BENCH_HANDLERS", 10_000)
+TARGET = 2048
+
+
+class Idle(Actor):
+    async def receive(self, message: Any) -> None:
+        pass
+
+
+class Tick(Event):
+    n: int
+
+
+def _handler(i: int) -> Any:
+    async def handler(event: Tick) -> None:
+        pass
+
+    handler.__qualname__ = handler.__name__ = f"idle_handler_{i}"
+    return handler
+
+
+def _measure(traced: bool) -> int:
+    gc.collect()
+    if traced:
+        return tracemalloc.get_traced_memory()[0]
+    return rss_bytes()
+
+
+def measure(kind: str, traced: bool) -> dict[str, float]:
+    """One measurement in this process: bytes per actor (and per registration, for handlers)."""
+    if traced:
+        tracemalloc.start()
+
+    async def main() -> dict[str, float]:
+        if kind == "actors":
+            n = ACTORS
+            setup_before = _measure(traced)
+            specs = [ChildSpec(f"idle-{i}", Idle) for i in range(n)]
+            before = _measure(traced)
+            async with open_supervisor(specs, intensity=None) as sup:
+                after = _measure(traced)
+                assert len(sup.which_children()) == n
+        else:
+            n = HANDLERS
+            setup_before = _measure(traced)
+            registry = MessageRegistry()
+            for i in range(n):
+                registry.register(_handler(i))
+            before = _measure(traced)
+            async with BusTerminal(registry) as terminal:
+                after = _measure(traced)
+                assert len(terminal.snapshot().children[0].children) == n
+        return {
+            "per_actor": (after - before) / n,
+            "setup_per_actor": (before - setup_before) / n,
+        }
+
+    return anyio.run(main)
+
+
+def _subprocess(kind: str, traced: bool) -> dict[str, float]:
+    mode = "traced" if traced else "rss"
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced")))
+        return
+    rounds = repeats()
+    print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
+    per_actor: dict[str, list[float]] = {}
+    setup: dict[str, list[float]] = {}
+    labels = {
+        ("actors", True): f"{ACTORS:,} actors, tracemalloc",
+        ("actors", False): f"{ACTORS:,} actors, RSS",
+        ("handlers", True): f"{HANDLERS:,} bus handlers, tracemalloc",
+        ("handlers", False): f"{HANDLERS:,} bus handlers, RSS",
+    }
+    setup_labels = {
+        ("actors", True): "ChildSpec (before start), tracemalloc",
+        ("handlers", True): "registered handler (before start), tracemalloc",
+    }
+    for r in range(rounds):
+        for key, label in labels.items():
+            result = _subprocess(*key)
+            per_actor.setdefault(label, []).append(result["per_actor"])
+            if key in setup_labels:
+                setup.setdefault(setup_labels[key], []).append(result["setup_per_actor"])
+        print(f"  memory round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    medians = {k: sorted(v)[len(v) // 2] for k, v in per_actor.items()}
+    verdicts = {k: ("pass" if m <= TARGET else "miss") for k, m in medians.items()}
+    report(
+        "bench_memory",
+        [
+            ("idle actor memory (started, minus before start)", per_actor, [], "bytes/actor"),
+            ("set-up memory, not counted above", setup, [], "bytes/item"),
+        ],
+        extra={"actors": ACTORS, "handlers": HANDLERS, "target_bytes": TARGET, "verdicts": verdicts},
+    )
+    print(f"\ntarget <= {TARGET} bytes per idle actor (median):")
+    for label, median in medians.items():
+        print(f"  {label:<40} {median:8.0f}  {verdicts[label]}")
+
+
+if __name__ == "__main__":
+    main()
