@@ -1,0 +1,235 @@
+"""``bus.sink(event)``: no sink configured, durable storage through the built-in sinks, group
+commit across concurrent callers, and a storage that fails (nothing lost, nothing duplicated)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bus import BusTerminal, Event, EventBus, MessageContext, MessageRegistry, SinkUnsetError
+from bus.sinks import JSONLinesSink, Sink, SQLiteSink
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 30
+
+
+class Stored(Event):
+    n: int
+    note: str = ""
+
+
+class OtherStored(Event):
+    label: str
+
+
+class CountingSink(Sink):
+    """Wraps a real sink; counts ``write`` calls and batch sizes, and fails the first ``fail`` ones."""
+
+    def __init__(self, inner: Sink, fail: int = 0) -> None:
+        self.inner = inner
+        self.fail = fail
+        self.writes = 0
+        self.batch_sizes: list[int] = []
+        self.failed_batches: list[list[str]] = []
+
+    @property
+    def name(self) -> str:
+        return f"counting:{self.inner.name}"
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
+        self.writes += 1
+        if self.fail > 0:
+            self.fail -= 1
+            self.failed_batches.append([context.message_id for _, context in batch])
+            raise OSError("storage unavailable")
+        self.batch_sizes.append(len(batch))
+        await self.inner.write(batch)
+
+    async def read(self) -> list[tuple[Event, MessageContext]]:
+        return await self.inner.read()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+SinkFactory = Callable[[Path], Sink]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(lambda p: SQLiteSink(p / "e.db"), id="sqlite"),
+        pytest.param(lambda p: JSONLinesSink(p / "e.jsonl"), id="jsonl"),
+    ]
+)
+def make_sink(request: pytest.FixtureRequest) -> SinkFactory:
+    factory: SinkFactory = request.param
+    return factory
+
+
+async def test_sink_without_a_configured_sink_raises_sink_unset() -> None:
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(MessageRegistry()) as terminal:
+            with pytest.raises(SinkUnsetError):
+                await terminal.bus.sink(Stored(1))
+            # the bus is fine afterwards
+            await terminal.bus.publish(Stored(2))
+            assert terminal.statistics().sunk == 0
+
+
+async def test_sink_rejects_a_non_event(tmp_path: Path) -> None:
+    sink = SQLiteSink(tmp_path / "e.db")
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal:
+            with pytest.raises(TypeError):
+                await terminal.bus.sink("x")  # type: ignore[arg-type]
+            await terminal.bus.sink(Stored(1))
+            assert [event for event, _ in await sink.read()] == [Stored(1)]
+
+
+async def test_sink_returns_once_stored_with_classes_and_contexts(
+    tmp_path: Path, make_sink: SinkFactory
+) -> None:
+    sink = make_sink(tmp_path)
+    contexts: list[MessageContext] = []
+
+    async def handler(event: OtherStored, ctx: MessageContext, bus: EventBus) -> None:
+        contexts.append(ctx)
+        await bus.sink(Stored(3, "from a handler"))
+
+    registry = MessageRegistry()
+    registry.register(handler)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry, sinks=[sink]) as terminal:
+            await terminal.bus.sink(Stored(1, "one"), headers={"h": "v"})
+            stored = await sink.read()
+            assert [event for event, _ in stored] == [Stored(1, "one")]
+            await terminal.bus.sink(OtherStored("two"))
+            await terminal.bus.publish(OtherStored("three"))
+            stored = await sink.read()
+            assert terminal.statistics().sunk == 3
+    events = [event for event, _ in stored]
+    assert events == [Stored(1, "one"), OtherStored("two"), Stored(3, "from a handler")]
+    assert [type(e) for e in events] == [Stored, OtherStored, Stored]
+    first_context = stored[0][1]
+    assert isinstance(first_context, MessageContext)
+    assert first_context.headers == {"h": "v"}
+    assert first_context.causation_id is None
+    nested_context = stored[2][1]
+    assert nested_context.causation_id == contexts[0].message_id
+    assert nested_context.correlation_id == contexts[0].correlation_id
+    assert len({context.message_id for _, context in stored}) == 3
+
+
+async def test_sink_writes_to_every_configured_sink(tmp_path: Path) -> None:
+    sqlite = SQLiteSink(tmp_path / "e.db")
+    jsonl = JSONLinesSink(tmp_path / "e.jsonl")
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sqlite, jsonl]) as terminal:
+            await terminal.bus.sink(Stored(1))
+            from_sqlite = await sqlite.read()
+            from_jsonl = await jsonl.read()
+    assert from_sqlite == from_jsonl
+    assert [event for event, _ in from_sqlite] == [Stored(1)]
+
+
+async def test_concurrent_sink_calls_are_group_committed(
+    tmp_path: Path, make_sink: SinkFactory
+) -> None:
+    sink = CountingSink(make_sink(tmp_path))
+    returned: list[int] = []
+
+    async def sink_one(bus: EventBus, n: int) -> None:
+        await bus.sink(Stored(n))
+        returned.append(n)
+
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal:
+            async with anyio.create_task_group() as tg:
+                for n in range(100):
+                    tg.start_soon(sink_one, terminal.bus, n)
+            stored = await sink.read()
+    assert sorted(returned) == list(range(100))
+    assert sorted(event.n for event, _ in stored) == list(range(100))  # type: ignore[attr-defined]
+    assert sum(sink.batch_sizes) == 100
+    assert sink.writes < 100
+    assert max(sink.batch_sizes) > 1
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+async def test_a_failing_storage_loses_and_duplicates_nothing(
+    tmp_path: Path, failures: int
+) -> None:
+    sink = CountingSink(SQLiteSink(tmp_path / "e.db"), fail=failures)
+    returned: list[int] = []
+
+    async def sink_one(bus: EventBus, n: int) -> None:
+        await bus.sink(Stored(n))
+        returned.append(n)
+
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal:
+            async with anyio.create_task_group() as tg:
+                for n in range(50):
+                    tg.start_soon(sink_one, terminal.bus, n)
+            # a later, single call after the storage recovered
+            await terminal.bus.sink(Stored(50))
+            returned.append(50)
+            stored = await sink.read()
+            assert terminal.statistics().sunk == 51
+    assert sorted(returned) == list(range(51))
+    numbers = [event.n for event, _ in stored]  # type: ignore[attr-defined]
+    assert sorted(numbers) == list(range(51))  # each exactly once
+    ids = [context.message_id for _, context in stored]
+    assert len(set(ids)) == 51
+    assert sink.writes == failures + len(sink.batch_sizes)
+    assert sum(sink.batch_sizes) == 51  # no event handed to the storage twice once it succeeded
+    # the batch in flight was kept and written again, not dropped
+    written_again = set(sink.failed_batches[0])
+    assert written_again <= set(ids)
+
+
+class Flaky(Sink):
+    """A SQLiteSink whose write raises its first ``fail`` times."""
+
+    def __init__(self, path: Path, fail: int) -> None:
+        self.inner = SQLiteSink(path)
+        self.fail = fail
+
+    @property
+    def name(self) -> str:
+        return "flaky"
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            # the batch may or may not be stored when a write raises: store it, then fail
+            await self.inner.write(batch)
+            raise OSError("lost the acknowledgement")
+        await self.inner.write(batch)
+
+    async def read(self) -> list[tuple[Event, MessageContext]]:
+        return await self.inner.read()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_write_that_stored_but_failed_is_not_duplicated(tmp_path: Path) -> None:
+    sink = Flaky(tmp_path / "e.db", fail=2)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal:
+            async with anyio.create_task_group() as tg:
+                for n in range(20):
+                    tg.start_soon(terminal.bus.sink, Stored(n))
+            stored = await sink.read()
+    assert sorted(event.n for event, _ in stored) == list(range(20))  # type: ignore[attr-defined]
