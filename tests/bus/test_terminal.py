@@ -1,0 +1,221 @@
+"""BusTerminal: start-up errors raised as themselves, the lifecycle of the running terminal, its
+introspection (handler refs, snapshot, statistics)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bus import (
+    BusClosedError,
+    BusError,
+    BusTerminal,
+    Event,
+    EventBus,
+    MessageContext,
+    MessageRegistry,
+    RegistrationError,
+    SinkError,
+)
+from bus.sinks import JSONLinesSink, SQLiteSink
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 20
+
+
+class TodoCreated(Event):
+    name: str
+    content: str
+
+
+class Repo:
+    """A dependency nobody provides, or whose provider fails."""
+
+
+class Cache:
+    """A dependency whose async generator provider fails after a first good incarnation."""
+
+
+class ProviderFailed(Exception):
+    pass
+
+
+# -- start-up errors --------------------------------------------------------------------------
+
+
+async def test_unresolvable_dependency_is_raised_from_aenter_as_itself() -> None:
+    async def needs_repo(event: TodoCreated, ctx: MessageContext, repo: Repo) -> None: ...
+
+    registry = MessageRegistry()
+    registry.register(needs_repo)
+    terminal = BusTerminal(registry)
+    with anyio.fail_after(LIMIT), pytest.raises(RegistrationError) as info:
+        await terminal.__aenter__()
+    assert type(info.value) is RegistrationError
+    message = str(info.value)
+    assert "needs_repo" in message
+    assert "repo" in message
+    assert "Repo" in message
+    with pytest.raises(BusClosedError):
+        _ = terminal.bus
+
+
+async def test_provider_that_raises_is_raised_from_aenter_as_itself() -> None:
+    teardowns: list[str] = []
+    registry = MessageRegistry()
+
+    @registry.factory
+    def make_repo() -> Repo:
+        raise ProviderFailed("database is down")
+
+    @registry.factory
+    async def make_cache() -> AsyncIterator[Cache]:
+        yield Cache()
+        teardowns.append("cache")
+
+    @registry.register
+    async def fine(event: TodoCreated, ctx: MessageContext, cache: Cache) -> None: ...
+
+    @registry.register
+    async def needs_repo(event: TodoCreated, ctx: MessageContext, repo: Repo) -> None: ...
+
+    with anyio.fail_after(LIMIT), pytest.raises(ProviderFailed, match="^database is down$") as info:
+        async with BusTerminal(registry):
+            pytest.fail("the terminal must not start")
+    assert type(info.value) is ProviderFailed
+    # what was already started was stopped again, its resources torn down
+    assert teardowns == ["cache"]
+
+
+@pytest.mark.parametrize(
+    "make_sink",
+    [
+        pytest.param(lambda: SQLiteSink("/nonexistent/dir/x.db"), id="sqlite"),
+        pytest.param(lambda: JSONLinesSink("/nonexistent/dir/x.jsonl"), id="jsonl"),
+    ],
+)
+async def test_unwritable_sink_path_is_raised_from_aenter_as_sink_error(make_sink) -> None:  # type: ignore[no-untyped-def]
+    with anyio.fail_after(LIMIT), pytest.raises(SinkError) as info:
+        async with BusTerminal(sinks=[make_sink()]):
+            pytest.fail("the terminal must not start")
+    assert type(info.value) is SinkError
+    assert "/nonexistent/dir/x" in str(info.value)
+
+
+async def test_a_failed_start_leaves_the_terminal_startable_again(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def handler(event: TodoCreated, ctx: MessageContext) -> None:
+        seen.append(event.name)
+
+    registry = MessageRegistry()
+    registry.register(handler)
+    bad = BusTerminal(registry, sinks=[SQLiteSink("/nonexistent/dir/x.db")])
+    with anyio.fail_after(LIMIT):
+        with pytest.raises(SinkError):
+            await bad.__aenter__()
+        async with BusTerminal(registry, sinks=[SQLiteSink(tmp_path / "ok.db")]) as terminal:
+            await terminal.bus.publish(TodoCreated("a", ""))
+    assert seen == ["a"]
+
+
+async def test_errors_inside_the_block_propagate_as_themselves() -> None:
+    class Oops(Exception):
+        pass
+
+    with anyio.fail_after(LIMIT), pytest.raises(Oops):
+        async with BusTerminal(MessageRegistry()):
+            raise Oops
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+async def test_the_bus_is_closed_outside_the_block() -> None:
+    registry = MessageRegistry()
+    terminal = BusTerminal(registry)
+    with pytest.raises(BusClosedError):
+        _ = terminal.bus
+    with anyio.fail_after(LIMIT):
+        async with terminal:
+            bus = terminal.bus
+            with pytest.raises(BusError):
+                await terminal.__aenter__()  # already running
+        with pytest.raises(BusClosedError):
+            await bus.publish(TodoCreated("late", ""))
+        with pytest.raises(BusClosedError):
+            await bus.emit(TodoCreated("late", ""))
+        with pytest.raises(BusClosedError):
+            bus.emit_nowait(TodoCreated("late", ""))
+        with pytest.raises(BusClosedError):
+            _ = terminal.bus
+        # the statistics outlive the block
+        assert terminal.statistics().published == 0
+
+
+async def test_bus_terminal_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError):
+        BusTerminal(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        BusTerminal(sinks=[object()])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="shutdown_timeout"):
+        BusTerminal(shutdown_timeout=-1)
+
+
+async def test_several_registries_in_order() -> None:
+    log: list[str] = []
+
+    async def one(event: TodoCreated, ctx: MessageContext) -> None:
+        log.append("one")
+
+    async def two(event: TodoCreated, ctx: MessageContext) -> None:
+        log.append("two")
+
+    first, second = MessageRegistry(), MessageRegistry()
+    second.register(two)
+    first.register(one)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(first, second) as terminal:
+            await terminal.bus.publish(TodoCreated("a", ""))
+    assert log == ["one", "two"]
+
+
+# -- introspection ----------------------------------------------------------------------------
+
+
+async def test_handler_ref_snapshot_and_statistics() -> None:
+    async def counted(event: TodoCreated, ctx: MessageContext, bus: EventBus) -> None:
+        if event.name == "crash":
+            raise ValueError("crash")
+
+    registry = MessageRegistry()
+    registry.register(counted, retries=0)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            ref = terminal.handler_ref(counted.__qualname__)
+            assert ref is terminal.handler_ref(f"{__name__}.{counted.__qualname__}")
+            with pytest.raises(KeyError):
+                terminal.handler_ref("nobody")
+            await terminal.bus.publish(TodoCreated("a", ""))
+            await terminal.bus.emit(TodoCreated("b", ""))
+            await terminal.bus.emit(TodoCreated("crash", ""))
+            await terminal.drain()
+            await terminal.bus.publish(TodoCreated("c", ""))  # served by the next incarnation
+            stats = terminal.statistics()
+            assert stats.published == 2
+            # the bus's own notices (DeadLetter, HandlerRestarted) are emitted and, with no
+            # subscriber, unrouted: what was emitted and routed is ours
+            assert stats.emitted - stats.unrouted == 2
+            assert stats.in_flight == 0
+            assert stats.dead_letters == 1
+            actor = ref.statistics()
+            assert actor.processed == 3
+            assert actor.failed == 1
+            assert actor.incarnation == 2
+            assert actor.alive
+            snapshot = terminal.snapshot()
+            assert "handlers" in repr(snapshot)
