@@ -128,3 +128,81 @@ def events() -> st.SearchStrategy[Event]:
 def messages() -> st.SearchStrategy[tuple[Event, MessageContext]]:
     """An (event, context) pair, as the bus hands it to sinks and transports."""
     return st.tuples(events(), message_contexts())
+
+
+# ---------------------------------------------------------------------------------------------
+# Bus dispatch (bus._bus, bus._dispatch; tests/property/test_bus_properties.py, test_bus_model.py)
+#
+# A small event hierarchy to subscribe to (a base, two subclasses and a grandchild), what a
+# handler subscribes to (one of a few subscription kinds), and scripts of messages, each with the
+# set of handlers that fail on it and how often.
+# ---------------------------------------------------------------------------------------------
+
+
+class BusBase(Event):
+    """The root of the dispatch samples; ``key`` identifies one message in a script."""
+
+    key: int
+
+
+class BusLeft(BusBase):
+    pass
+
+
+class BusRight(BusBase):
+    pass
+
+
+class BusLeftLeaf(BusLeft):
+    pass
+
+
+#: the concrete event classes a script sends
+BUS_EVENT_CLASSES: tuple[type[BusBase], ...] = (BusBase, BusLeft, BusRight, BusLeftLeaf)
+
+#: subscription kinds a generated handler may have, and the classes each accepts
+BUS_SUBSCRIPTIONS: dict[str, tuple[type[BusBase], ...]] = {
+    "base": (BusBase, BusLeft, BusRight, BusLeftLeaf),
+    "left": (BusLeft, BusLeftLeaf),
+    "right": (BusRight,),
+    "left_or_right": (BusLeft, BusRight, BusLeftLeaf),
+    "leaf_or_left": (BusLeft, BusLeftLeaf),  # overlapping union: still one delivery
+}
+
+
+def bus_subscriptions(min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[list[str]]:
+    """The subscription kinds of a handler set, one per handler, in registration order."""
+    return st.lists(
+        st.sampled_from(sorted(BUS_SUBSCRIPTIONS)), min_size=min_size, max_size=max_size
+    )
+
+
+def bus_event_classes() -> st.SearchStrategy[type[BusBase]]:
+    """One of the concrete event classes."""
+    return st.sampled_from(BUS_EVENT_CLASSES)
+
+
+def bus_failure_plans(handlers: int, max_failures: int = 2) -> st.SearchStrategy[dict[int, int]]:
+    """For one message: how many times each failing handler (by index) fails before succeeding;
+    always empty when ``max_failures`` is 0."""
+    if max_failures <= 0:
+        return st.just({})
+    return st.dictionaries(
+        st.integers(min_value=0, max_value=max(handlers - 1, 0)),
+        st.integers(min_value=1, max_value=max_failures),
+        max_size=handlers,
+    )
+
+
+def bus_emit_scripts(
+    handlers: int, max_failures: int = 2, senders: int = 3, max_size: int = 12
+) -> st.SearchStrategy[list[tuple[int, type[BusBase], dict[int, int]]]]:
+    """Messages to emit: ``(sender, event class, failure plan)``; a message's key is its index."""
+    return st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=senders - 1),
+            bus_event_classes(),
+            bus_failure_plans(handlers, max_failures),
+        ),
+        max_size=max_size,
+    )
