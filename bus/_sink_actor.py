@@ -10,6 +10,9 @@ from bus._dispatch import Dispatcher, SinkItem, SinkSlot
 #: upper bound of one group commit
 MAX_BATCH = 1000
 
+#: asked of a sink actor when the terminal stops: write what it holds, reply once stored
+FLUSH = object()
+
 
 class SinkActor(Actor):
     """Collects the events waiting in its mailbox into one batch and writes it in one transaction.
@@ -29,10 +32,12 @@ class SinkActor(Actor):
             await self._flush()
 
     async def receive(self, message: Any) -> None:
-        assert type(message) is SinkItem
         batch = self._slot.batch
-        batch.append(message)
-        if self.context.queued and len(batch) < MAX_BATCH:
+        if type(message) is SinkItem:
+            batch.append(message)
+            if self.context.queued and len(batch) < MAX_BATCH:
+                return
+        elif message is not FLUSH or not batch:
             return
         await self._flush()
 

@@ -18,7 +18,7 @@ from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
 from bus._handler_actor import HandlerActor
 from bus._registry import MessageRegistry, merge_registries
-from bus._sink_actor import SinkActor
+from bus._sink_actor import FLUSH, SinkActor
 from bus.sinks._base import Sink
 from supervisor import (
     Backoff,
@@ -196,6 +196,10 @@ class BusTerminal:
     async def _close(self, dispatcher: Dispatcher) -> None:
         with anyio.move_on_after(self._shutdown_timeout):
             await dispatcher.drained()
+            # then what the handlers and callers handed to the sinks: a `sink` call accepted
+            # while the bus ran is stored, not failed with BusClosedError by the sinks' stop
+            for slot in dispatcher.sinks:
+                await _flush_sink(slot)
         dispatcher.closed = True
 
     # -- building the tree ------------------------------------------------------------------------
@@ -241,6 +245,18 @@ class BusTerminal:
             if name in (slot.name, slot.registered.spec.qualname):
                 return slot
         raise KeyError(f"no handler named {name!r}")
+
+
+async def _flush_sink(slot: SinkSlot) -> None:
+    """Wait until the sink actor stored everything queued before now (retrying while its storage
+    fails: the actor restarts with backoff and writes its batch in flight again)."""
+    ref = slot.ref
+    while ref is not None and ref.alive:
+        try:
+            await ref.ask(FLUSH)
+        except Exception:  # noqa: BLE001 - the storage failed this time; the actor restarts
+            continue
+        return
 
 
 def _factory(cls: Any, slot: HandlerSlot | SinkSlot, dispatcher: Dispatcher) -> Any:

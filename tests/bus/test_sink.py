@@ -233,3 +233,42 @@ async def test_a_write_that_stored_but_failed_is_not_duplicated(tmp_path: Path) 
                     tg.start_soon(terminal.bus.sink, Stored(n))
             stored = await sink.read()
     assert sorted(event.n for event, _ in stored) == list(range(20))  # type: ignore[attr-defined]
+
+
+class SlowSink(CountingSink):
+    """Takes a while to write each batch, so that calls queue up behind a batch in flight."""
+
+    async def write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
+        await anyio.sleep(0.05)
+        await super().write(batch)
+
+
+@pytest.mark.parametrize("failures", [0, 2])
+async def test_sink_calls_accepted_before_leaving_the_terminal_are_stored(
+    tmp_path: Path, failures: int
+) -> None:
+    sink = SlowSink(SQLiteSink(tmp_path / "e.db"), fail=failures)
+    outcomes: dict[int, str] = {}
+
+    async def sink_one(bus: EventBus, n: int) -> None:
+        try:
+            await bus.sink(Stored(n))
+        except Exception as exc:  # noqa: BLE001 - recorded, asserted below
+            outcomes[n] = repr(exc)
+        else:
+            outcomes[n] = "stored"
+
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as tg, BusTerminal(sinks=[sink]) as terminal:
+            tg.start_soon(sink_one, terminal.bus, 0)
+            await anyio.sleep(0.01)  # the first batch is being written
+            for n in range(1, 10):
+                tg.start_soon(sink_one, terminal.bus, n)
+            await anyio.sleep(0.001)  # the calls are queued behind it; now leave
+    assert outcomes == dict.fromkeys(range(10), "stored")
+    await sink.open()
+    try:
+        stored = await sink.read()
+    finally:
+        await sink.close()
+    assert sorted(event.n for event, _ in stored) == list(range(10))  # type: ignore[attr-defined]
