@@ -32,6 +32,10 @@ _REASONS: Mapping[DeadLetterReason, str] = {
 }
 
 
+#: overflow policies under which ``emit_nowait`` raises on a full mailbox rather than dropping
+_RAISING_OVERFLOWS = frozenset({Overflow.BACKPRESSURE.value, Overflow.FAIL.value})
+
+
 @attrs.define(eq=False)
 class HandlerSlot:
     """Everything the bus keeps about one handler across its actor's incarnations."""
@@ -50,12 +54,13 @@ class HandlerSlot:
         return self.registered.name
 
     def full_under_backpressure(self) -> bool:
-        """True when an ``emit_nowait`` could not queue here without waiting."""
+        """True when an ``emit_nowait`` could not queue here: the mailbox is full and its overflow
+        policy would wait (``backpressure``) or raise (``fail``) rather than drop a message."""
         policy = self.registered.policy
         capacity = policy.mailbox_capacity
         return (
             capacity is not None
-            and policy.overflow == Overflow.BACKPRESSURE.value
+            and policy.overflow in _RAISING_OVERFLOWS
             and self.mailbox is not None
             and len(self.mailbox) >= capacity
         )

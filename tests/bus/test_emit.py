@@ -229,7 +229,8 @@ async def test_a_poison_message_never_takes_the_bus_down(policy: dict[str, float
 # -- bounded mailboxes ------------------------------------------------------------------------
 
 
-async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing() -> None:
+@pytest.mark.parametrize("overflow", ["backpressure", "fail"])
+async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing(overflow: str) -> None:
     capacity = 3
     release = anyio.Event()
     started = anyio.Event()
@@ -246,7 +247,7 @@ async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing() -> None
 
     registry = MessageRegistry()
     registry.register(fast)
-    registry.register(slow, mailbox_capacity=capacity)
+    registry.register(slow, mailbox_capacity=capacity, overflow=overflow)  # type: ignore[arg-type]
     with anyio.fail_after(LIMIT):
         async with BusTerminal(registry) as terminal:
             bus = terminal.bus
