@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from bus import (
@@ -64,13 +65,30 @@ async def test_unresolvable_dependency_is_raised_from_aenter_as_itself() -> None
         _ = terminal.bus
 
 
-async def test_provider_that_raises_is_raised_from_aenter_as_itself() -> None:
+def failing_function() -> Repo:
+    raise ProviderFailed("database is down")
+
+
+async def failing_coroutine() -> Repo:
+    await anyio.lowlevel.checkpoint()
+    raise ProviderFailed("database is down")
+
+
+async def failing_async_generator() -> AsyncIterator[Repo]:
+    await anyio.lowlevel.checkpoint()
+    raise ProviderFailed("database is down")
+    yield Repo()  # pragma: no cover
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [failing_function, failing_coroutine, failing_async_generator],
+    ids=["function", "coroutine", "async-generator"],
+)
+async def test_provider_that_raises_is_raised_from_aenter_as_itself(provider: object) -> None:
     teardowns: list[str] = []
     registry = MessageRegistry()
-
-    @registry.factory
-    def make_repo() -> Repo:
-        raise ProviderFailed("database is down")
+    registry.factory(provider)  # type: ignore[type-var]
 
     @registry.factory
     async def make_cache() -> AsyncIterator[Cache]:
