@@ -101,11 +101,17 @@ class EventBus:
             dispatcher.unrouted += 1
             return
         delivery = (event, self._new_context(headers))
+        chain = CURRENT_CHAIN.get()
         for slot in slots:
             mailbox = slot.mailbox
             assert mailbox is not None
             dispatcher.pending += 1
             try:
+                if chain and slot.full_under_backpressure() and must_run_inline(slot, chain):
+                    # waiting for room would wait on ourselves (an emit to our own full mailbox,
+                    # or to a handler blocked on us): queue it over capacity instead
+                    mailbox.queue.append(delivery)
+                    continue
                 await mailbox.put(delivery)
             except ActorMailboxFullError as exc:
                 dispatcher.done_one()

@@ -488,3 +488,59 @@ async def test_emit_rejects_a_non_event_and_disturbs_nothing_queued(bad: object)
             await terminal.bus.emit(Numbered(3))
             await terminal.drain()
     assert seen == [0, 1, 2, 3]
+
+
+# -- emits that would wait on themselves ------------------------------------------------------
+
+
+class Fan(Event):
+    n: int
+
+
+class Reply(Event):
+    n: int
+
+
+async def test_a_handler_emitting_to_its_own_full_mailbox_does_not_deadlock() -> None:
+    seen: list[int] = []
+
+    async def fan_out(event: Fan, ctx: MessageContext, bus: EventBus) -> None:
+        seen.append(event.n)
+        if event.n < 3:
+            for i in range(3):
+                await bus.emit(Fan(10 * event.n + 10 + i))
+
+    registry = MessageRegistry()
+    registry.register(fan_out, mailbox_capacity=1)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Fan(0))
+            await terminal.bus.emit(Fan(1))
+            await terminal.drain()
+    assert seen[:4] == [0, 10, 11, 12]
+    assert sorted(seen) == [0, 1, 10, 11, 12, 20, 21, 22]
+
+
+async def test_an_emit_to_a_full_mailbox_whose_handler_waits_on_us_does_not_deadlock() -> None:
+    log: list[str] = []
+
+    async def b(event: Fan, ctx: MessageContext, bus: EventBus) -> None:
+        log.append(f"b:fan{event.n}")
+        if event.n < 10:
+            await bus.publish(Reply(event.n))  # waits on a, which emits to b
+
+    async def a(event: Reply, ctx: MessageContext, bus: EventBus) -> None:
+        for i in range(3):
+            await bus.emit(Fan(10 + 10 * event.n + i))
+
+    registry = MessageRegistry()
+    registry.register(b, mailbox_capacity=1)
+    registry.register(a)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Fan(0))
+            await terminal.bus.emit(Fan(1))  # b's mailbox is full from here on
+            await terminal.drain()
+    expected = ["b:fan0", "b:fan1", *(f"b:fan{n}" for n in (10, 11, 12, 20, 21, 22))]
+    assert sorted(log) == sorted(expected)
+    assert log[0] == "b:fan0"
