@@ -1,6 +1,6 @@
 """emit to one handler (and fan-out to 10) vs the in-process limits and Pykka's tell.
 
-    python benchmarks/bench_emit.py            # N=1,000,000 events per run, 5 rounds
+    python benchmarks/bench_emit.py            # N=500,000 events per run, 5 rounds
     BENCH_N=200000 BENCH_REPEATS=3 python benchmarks/bench_emit.py
 
 Cases (interleaved, one round = each case once):
@@ -35,7 +35,7 @@ from _harness import env_int, repeats, report, run_cases
 
 from bus import BusTerminal, Event, MessageRegistry
 
-N = env_int("BENCH_N", 1_000_000)
+N = env_int("BENCH_N", 500_000)
 PYKKA_N = env_int("BENCH_PYKKA_N", max(1, N // 5))
 FANOUT = 10
 

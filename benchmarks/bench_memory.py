@@ -1,6 +1,6 @@
 """Idle actor memory: 100,000 idle actors under one supervisor, and 10,000 bus handler actors.
 
-    python benchmarks/bench_memory.py          # 100,000 actors, 10,000 handlers, 5 rounds
+    python benchmarks/bench_memory.py          # 100,000 actors, 10,000 handlers, 1 round
     BENCH_ACTORS=20000 BENCH_HANDLERS=2000 BENCH_REPEATS=3 python benchmarks/bench_memory.py
 
 Each measurement runs in a fresh subprocess (so that one run's freed-but-kept arenas do not hide the
@@ -17,6 +17,10 @@ would inflate RSS):
 state, unbounded mailbox), every one parked on its empty mailbox. ``handlers``: a ``MessageRegistry``
 with N distinct handler functions (made by a closure factory, distinct ``__qualname__``), each with
 its default policy, run by a ``BusTerminal``: one supervised handler actor per function.
+
+The cyclic GC is disabled during the start (``gc.collect()`` runs before each reading), because
+rescanning a heap of 100,000 growing actors makes the start take minutes; it does not change what is
+measured. 1 round by default (about 55 s; the figures move by under 1% between runs: BENCH_REPEATS=3 for more).
 
 Target (DESIGN section 5): at most 2 KB (2,048 bytes) per idle actor.
 """
@@ -71,6 +75,9 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
     """One measurement in this process: bytes per actor (and per registration, for handlers)."""
     if traced:
         tracemalloc.start()
+    # the cyclic GC would rescan the growing heap over and over while 100,000 actors start (minutes);
+    # it is off during the start and run explicitly before each reading, so nothing is left uncounted
+    gc.disable()
 
     async def main() -> dict[str, float]:
         if kind == "actors":
@@ -115,7 +122,7 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--one":
         print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced")))
         return
-    rounds = repeats()
+    rounds = repeats(1)
     print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
     per_actor: dict[str, list[float]] = {}
     setup: dict[str, list[float]] = {}

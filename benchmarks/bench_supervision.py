@@ -85,7 +85,7 @@ def handler_restarts(n: int = CRASHES) -> tuple[int, float]:
                 emit(Boom(i))
             await terminal.drain()
             elapsed = time.perf_counter() - start
-            restarts = terminal.handler_ref("explode").statistics().incarnation - 1
+            restarts = terminal.handler_ref(explode.__qualname__).statistics().incarnation - 1
             assert restarts >= n - 1, f"only {restarts} restarts for {n} crashes"
             return elapsed
 
