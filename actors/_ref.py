@@ -48,15 +48,17 @@ class ActorRef:
     async def ask(self, message: Any, timeout: float | None = None) -> Any:
         """Send ``message`` and return the actor's reply (what ``receive`` returned).
 
-        The actor's exception is raised here. ``timeout`` (seconds) raises ``TimeoutError`` and the late
-        reply is discarded. An ask to a stopped actor raises ``ActorStoppedError`` at once.
+        The actor's exception is raised here. ``timeout`` (seconds, including any wait for room in a full
+        mailbox) raises ``TimeoutError`` and the late reply is discarded. An ask to a stopped actor raises
+        ``ActorStoppedError`` at once.
         """
-        mailbox = self._mailbox
         reply = self._cell.new_future()
-        await mailbox.put(Request(message, reply))
         if timeout is None:
+            await self._mailbox.put(Request(message, reply))
             return await reply
+        # the timeout covers waiting for room in a full mailbox too
         with anyio.fail_after(timeout):
+            await self._mailbox.put(Request(message, reply))
             return await reply
 
     def ask_nowait(self, message: Any) -> Any:

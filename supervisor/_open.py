@@ -37,10 +37,14 @@ async def open_supervisor(
     failure: Exception | None = None
     body_error: Exception | None = None
 
+    def signal_started() -> None:
+        if not started.done():
+            started.set_result(None)
+
     async def run_root() -> None:
         nonlocal failure
         try:
-            await root.run(lambda: started.set_result(None))
+            await root.run(signal_started)
         except Exception as exc:
             failure = exc
             if started.done():
@@ -48,23 +52,29 @@ async def open_supervisor(
             else:
                 started.set_exception(exc)
         finally:
-            finished.set_result(None)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_root, name=f"supervisor {name}")
-        try:
-            await started
-        except Exception:
-            pass
-        else:
-            try:
-                yield root
-            except Exception as exc:
-                body_error = exc
+            # the block may be waiting on `finished` and just have been cancelled (which makes the
+            # future done): only an unfinished future takes the result
             if not finished.done():
-                root.request_stop()
-                await finished
-    root.terminate(failure)
+                finished.set_result(None)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_root, name=f"supervisor {name}")
+            try:
+                await started
+            except Exception:
+                pass
+            else:
+                try:
+                    yield root
+                except Exception as exc:
+                    body_error = exc
+                if not finished.done():
+                    root.request_stop()
+                    await finished
+    finally:
+        # also when the block is cancelled from outside: the root's watchers hear of it
+        root.terminate(failure)
     if failure is not None:
         if body_error is not None:
             failure.__context__ = body_error

@@ -11,7 +11,14 @@ from collections.abc import Callable
 import anyio
 import attrs
 
-from actors import ActorCell, ActorRef, DeadLetters, Terminated, current_future_factory
+from actors import (
+    ActorCell,
+    ActorRef,
+    ActorStoppedError,
+    DeadLetters,
+    Terminated,
+    current_future_factory,
+)
 from actors._waiting import FutureFactory, OneShot
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
 from supervisor._snapshot import ChildInfo, TreeSnapshot
@@ -231,19 +238,27 @@ class Supervisor:
         self._restart_times.clear()
         self._children = [self._new_child(spec) for spec in self.spec.children]
         failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._running = True
-            try:
-                async with self._lock:
-                    await self._start_all()
-                started()
-                await self._supervise()
-            except Exception as exc:
-                failure = exc
-            finally:
-                self._running = False
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._running = True
+                try:
+                    async with self._lock:
+                        await self._start_all()
+                    started()
+                    await self._supervise()
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    self._running = False
+                    tg.cancel_scope.cancel()
+        finally:
+            # Children not stopped one by one (this supervisor was killed, or a child failed to start)
+            # were cancelled with it: they are gone for good, so their refs must say so.
+            for child in reversed(self._children):
+                if child.state is not ChildState.GAVE_UP:
+                    child.state = ChildState.STOPPED
+                child.runnable.terminate(None)
         if failure is not None:
             raise failure
 
@@ -302,11 +317,13 @@ class Supervisor:
         except BaseException:
             child.state = ChildState.STOPPED
             raise
-        child.state = ChildState.RUNNING
-        child.last_started = anyio.current_time()
 
     async def _run_child(self, child: _Child, incarnation: int, started: OneShot) -> None:
         def signal_started() -> None:
+            # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
+            # first message before that must still be seen to exit
+            child.state = ChildState.RUNNING
+            child.last_started = anyio.current_time()
             if not started.done():
                 started.set_result(None)
 
@@ -318,7 +335,8 @@ class Supervisor:
             except Exception as exc:
                 error = exc
         if scope.cancelled_caught and error is None:
-            error = anyio.get_cancelled_exc_class()("killed")
+            # trio.Cancelled cannot be constructed: the kill is reported as a stop
+            error = ActorStoppedError(f"child {child.spec.id!r} was killed")
         child.scope = None
         for waiter in child.exit_waiters:
             if not waiter.done():
@@ -367,9 +385,10 @@ class Supervisor:
         if own is not None and _over_intensity(child.restart_times, now, own):
             self._finish(child, event.error, ChildState.GAVE_UP)
             return
-        child.restarts += 1
         self.restarts += 1
         group = self._group(child)
+        for member in group:
+            member.restarts += 1
         for other in reversed(group):
             if other is not child:
                 await self._stop_child(other)
