@@ -194,13 +194,16 @@ class BusTerminal:
             self._root = None
 
     async def _close(self, dispatcher: Dispatcher) -> None:
-        with anyio.move_on_after(self._shutdown_timeout):
-            await dispatcher.drained()
-            # then what the handlers and callers handed to the sinks: a `sink` call accepted
-            # while the bus ran is stored, not failed with BusClosedError by the sinks' stop
-            for slot in dispatcher.sinks:
-                await _flush_sink(slot)
-        dispatcher.closed = True
+        try:
+            with anyio.move_on_after(self._shutdown_timeout):
+                await dispatcher.drained()
+                # then what the handlers and callers handed to the sinks: a `sink` call accepted
+                # while the bus ran is stored, not failed with BusClosedError by the sinks' stop
+                for slot in dispatcher.sinks:
+                    await _flush_sink(slot)
+        finally:
+            # also when the exit is cancelled: the bus must not outlive the block
+            dispatcher.closed = True
 
     # -- building the tree ------------------------------------------------------------------------
 

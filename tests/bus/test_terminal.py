@@ -237,3 +237,31 @@ async def test_handler_ref_snapshot_and_statistics() -> None:
             assert actor.alive
             snapshot = terminal.snapshot()
             assert "handlers" in repr(snapshot)
+
+
+async def test_a_cancelled_exit_still_closes_the_bus() -> None:
+    started = anyio.Event()
+
+    async def stuck(event: TodoCreated, ctx: MessageContext) -> None:
+        started.set()
+        await anyio.sleep(1000)
+
+    registry = MessageRegistry()
+    registry.register(stuck)
+    with anyio.fail_after(LIMIT):
+        with anyio.CancelScope() as scope:
+            async with BusTerminal(registry) as terminal:
+                bus = terminal.bus
+                await bus.emit(TodoCreated("a", ""))
+                await bus.emit(TodoCreated("b", ""))
+                await started.wait()
+                scope.cancel()  # the exit's drain is cancelled
+        assert scope.cancelled_caught
+        with pytest.raises(BusClosedError):
+            await bus.emit(TodoCreated("late", ""))
+        with pytest.raises(BusClosedError):
+            await bus.publish(TodoCreated("late", ""))
+        # what was queued was dead-lettered, not left in flight
+        stats = terminal.statistics()
+        assert stats.in_flight == 0
+        assert stats.dead_letters == 2
