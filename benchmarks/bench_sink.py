@@ -1,6 +1,6 @@
 """``bus.sink`` into SQLite with 100 concurrent callers vs raw batched sqlite3 inserts.
 
-    python benchmarks/bench_sink.py            # N=20,000 rows per run, 5 rounds
+    python benchmarks/bench_sink.py            # N=50,000 rows per run, 5 rounds
     BENCH_N=5000 BENCH_REPEATS=3 python benchmarks/bench_sink.py
 
 - ``raw sqlite3``: one connection with SQLiteSink's set-up (WAL, the same ``synchronous``, the same
@@ -30,7 +30,7 @@ from _harness import env_int, repeats, report, run_cases
 from bus import BusTerminal, Event
 from bus.sinks import SQLiteSink
 
-N = env_int("BENCH_N", 20_000)
+N = env_int("BENCH_N", 50_000)
 CALLERS = 100
 BATCH = 100
 TMP = Path(tempfile.mkdtemp(prefix="actorbus-bench-sink-"))
