@@ -21,6 +21,7 @@ from bus import (
     MessageContext,
     MessageRegistry,
 )
+from bus._policy import Overflow, PolicyOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -196,7 +197,7 @@ async def test_retries_with_the_default_backoff_nothing_lost() -> None:
         pytest.param({"retries": 3, "max_restarts": 4, "retry_backoff": 0.0}, id="tightest"),
     ],
 )
-async def test_a_poison_message_never_takes_the_bus_down(policy: dict[str, float]) -> None:
+async def test_a_poison_message_never_takes_the_bus_down(policy: PolicyOptions) -> None:
     processed: list[int] = []
     attempts: list[int] = []
     other: list[int] = []
@@ -211,7 +212,7 @@ async def test_a_poison_message_never_takes_the_bus_down(policy: dict[str, float
         other.append(event.n)
 
     registry = MessageRegistry()
-    registry.register(poisoned, **policy)  # type: ignore[arg-type]
+    registry.register(poisoned, **policy)
     registry.register(healthy)
     with anyio.fail_after(LIMIT):
         async with BusTerminal(registry) as terminal:
@@ -230,7 +231,7 @@ async def test_a_poison_message_never_takes_the_bus_down(policy: dict[str, float
 
 
 @pytest.mark.parametrize("overflow", ["backpressure", "fail"])
-async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing(overflow: str) -> None:
+async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing(overflow: Overflow) -> None:
     capacity = 3
     release = anyio.Event()
     started = anyio.Event()
@@ -247,7 +248,7 @@ async def test_emit_nowait_on_a_full_mailbox_raises_and_queues_nothing(overflow:
 
     registry = MessageRegistry()
     registry.register(fast)
-    registry.register(slow, mailbox_capacity=capacity, overflow=overflow)  # type: ignore[arg-type]
+    registry.register(slow, mailbox_capacity=capacity, overflow=overflow)
     with anyio.fail_after(LIMIT):
         async with BusTerminal(registry) as terminal:
             bus = terminal.bus

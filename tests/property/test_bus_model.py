@@ -17,12 +17,13 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bus import BusTerminal, MessageContext, MessageRegistry
+from bus._policy import PolicyOptions
 from tests.strategies import BUS_SUBSCRIPTIONS, BusBase, BusLeft, BusRight, bus_event_classes
 
 #: the handler set under test, in registration order: (name, subscription kind)
 KINDS = ("base", "left", "left_or_right", "right")
 
-POLICY = {"retries": 2, "retry_backoff": 0.0, "max_restarts": 10_000}
+POLICY: PolicyOptions = {"retries": 2, "retry_backoff": 0.0, "max_restarts": 10_000}
 
 
 class FlaggedFailure(Exception):
@@ -41,7 +42,7 @@ class BusModel(RuleBasedStateMachine):
         self.emitted_since_drain = False
         registry = MessageRegistry()
         for index, kind in enumerate(KINDS):
-            registry.register(self._handler(index, kind), **POLICY)  # type: ignore[arg-type]
+            registry.register(self._handler(index, kind), **POLICY)
         self._stack = ExitStack()
         try:
             self.portal = self._stack.enter_context(start_blocking_portal(self.backend))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Unpack
 
 import anyio
 import anyio.lowlevel
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from bus import BusTerminal, MessageContext, MessageRegistry
+from bus._policy import PolicyOptions
 from tests.strategies import (
     BUS_SUBSCRIPTIONS,
     BusBase,
@@ -87,10 +89,12 @@ def make_handler(kind: str, index: int, recorder: Recorder) -> Handler:
     return handler
 
 
-def registry_for(kinds: list[str], recorder: Recorder, **policy: float) -> MessageRegistry:
+def registry_for(
+    kinds: list[str], recorder: Recorder, **policy: Unpack[PolicyOptions]
+) -> MessageRegistry:
     registry = MessageRegistry()
     for index, kind in enumerate(kinds):
-        registry.register(make_handler(kind, index, recorder), **policy)  # type: ignore[arg-type]
+        registry.register(make_handler(kind, index, recorder), **policy)
     return registry
 
 
@@ -99,7 +103,7 @@ def accepts(kind: str, event_class: type[BusBase]) -> bool:
 
 
 #: plenty of retries and restarts, no backoff: failures recover quickly
-RETRYING = {"retries": 3, "retry_backoff": 0.0, "max_restarts": 1000}
+RETRYING: PolicyOptions = {"retries": 3, "retry_backoff": 0.0, "max_restarts": 1000}
 
 
 @given(kinds=bus_subscriptions(), sent=st.lists(bus_event_classes(), min_size=1, max_size=5))
