@@ -206,3 +206,76 @@ def bus_emit_scripts(
         ),
         max_size=max_size,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Actors and supervision (actors, supervisor; tests/actors/test_ordering.py,
+# tests/property/test_supervision_model.py)
+#
+# Plans of concurrent senders to one actor: how many senders, how many messages each, which
+# messages crash the receiver on their first delivery, after which messages a sender yields, and
+# the mailbox's capacity. And the names and restart types of children added at run time.
+# ---------------------------------------------------------------------------------------------
+
+
+class SendPlan:
+    """``senders`` tasks each send ``(sender, 1)``, ..., ``(sender, per_sender)`` to one actor. The
+    receiver crashes on the first delivery of each message in ``crash_on``; a sender yields after each
+    message in ``pauses``; ``capacity`` bounds the mailbox (backpressure), None leaves it unbounded."""
+
+    __slots__ = ("capacity", "crash_on", "pauses", "per_sender", "senders")
+
+    def __init__(
+        self,
+        senders: int,
+        per_sender: int,
+        crash_on: frozenset[tuple[int, int]],
+        pauses: frozenset[tuple[int, int]],
+        capacity: int | None,
+    ) -> None:
+        self.senders = senders
+        self.per_sender = per_sender
+        self.crash_on = crash_on
+        self.pauses = pauses
+        self.capacity = capacity
+
+    def __repr__(self) -> str:
+        return (
+            f"SendPlan(senders={self.senders}, per_sender={self.per_sender}, "
+            f"crash_on={sorted(self.crash_on)}, pauses={sorted(self.pauses)}, capacity={self.capacity})"
+        )
+
+
+def send_plans(
+    max_senders: int = 4, max_per_sender: int = 12, max_crashes: int = 4
+) -> st.SearchStrategy[SendPlan]:
+    """A `SendPlan` with up to ``max_senders`` senders and ``max_crashes`` crashing messages."""
+
+    @st.composite
+    def plans(draw: st.DrawFn) -> SendPlan:
+        senders = draw(st.integers(min_value=1, max_value=max_senders))
+        per_sender = draw(st.integers(min_value=1, max_value=max_per_sender))
+        message = st.tuples(
+            st.integers(min_value=0, max_value=senders - 1),
+            st.integers(min_value=1, max_value=per_sender),
+        )
+        crash_on = draw(st.frozensets(message, max_size=max_crashes))
+        pauses = draw(st.frozensets(message, max_size=senders * per_sender))
+        capacity = draw(st.none() | st.integers(min_value=1, max_value=4))
+        return SendPlan(senders, per_sender, crash_on, pauses, capacity)
+
+    return plans()
+
+
+#: the restart types of ``supervisor.Restart``, by value
+RESTART_TYPES = ("permanent", "transient", "temporary")
+
+
+def restart_types() -> st.SearchStrategy[str]:
+    """A restart type's value: ``supervisor.Restart(value)`` is the member."""
+    return st.sampled_from(RESTART_TYPES)
+
+
+def dynamic_child_ids(count: int = 4) -> st.SearchStrategy[str]:
+    """The id of a child added at run time, from a small pool so that ids get reused."""
+    return st.sampled_from([f"dyn{n}" for n in range(count)])
