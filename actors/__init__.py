@@ -7,7 +7,7 @@ supervisor (package ``supervisor``) decides what happens when one ends.
 from actors._actor import Actor, ActorContext
 from actors._cell import ActorCell, ActorStatistics, Redelivery, Terminated
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
-from actors._errors import ActorError, ActorStoppedError, MailboxFullError
+from actors._errors import ActorError, ActorStoppedError, MailboxFullError, RequestDroppedError
 from actors._mailbox import Mailbox, MailboxSpec, Overflow
 from actors._ref import ActorRef
 from actors._waiting import TrioFuture, current_future_factory
@@ -28,6 +28,7 @@ __all__ = (
     "MailboxSpec",
     "Overflow",
     "Redelivery",
+    "RequestDroppedError",
     "Terminated",
     "TrioFuture",
     "current_future_factory",

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 class ActorContext:
     """What an actor knows of itself: its ref, its incarnation, the current delivery attempt."""
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "attempt")
 
     def __init__(self, cell: ActorCell) -> None:
         self._cell = cell
+        #: delivery attempt of the message being processed: 1, or more when it is redelivered
+        self.attempt = 1
 
     @property
     def ref(self) -> ActorRef:
@@ -31,11 +33,6 @@ class ActorContext:
     def incarnation(self) -> int:
         """1 for the first incarnation, incremented at every restart."""
         return self._cell.incarnation
-
-    @property
-    def attempt(self) -> int:
-        """Delivery attempt of the message being processed: 1, or more when it is redelivered."""
-        return self._cell.attempt
 
     @property
     def queued(self) -> int:

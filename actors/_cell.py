@@ -67,7 +67,6 @@ class ActorCell:
         "_stop_requested",
         "_terminated",
         "_watchers",
-        "attempt",
         "dead_letters",
         "failed",
         "incarnation",
@@ -97,7 +96,6 @@ class ActorCell:
         self.redelivery = redelivery
         self.ref = ActorRef(self)
         self.incarnation = 0
-        self.attempt = 1
         self.processed = 0
         self.failed = 0
         self._redelivery: tuple[Any, int] | None = None
@@ -166,19 +164,19 @@ class ActorCell:
         Returns on a normal exit, raises the actor's exception on a crash (after ``on_stop`` ran).
         """
         actor = self._factory()
-        actor._context = ActorContext(self)
+        actor._context = context = ActorContext(self)
         self.incarnation += 1
         self._stop_requested = False
         await actor.on_start()
         started()
         try:
-            await self._process(actor)
+            await self._process(actor, context)
         except Exception:
             await actor.on_stop()
             raise
         await actor.on_stop()
 
-    async def _process(self, actor: Actor) -> None:
+    async def _process(self, actor: Actor, context: ActorContext) -> None:
         mailbox = self.mailbox
         queue = mailbox.queue
         receive = actor.receive
@@ -196,11 +194,12 @@ class ActorCell:
                 elif queue:
                     item = queue.popleft()
                     attempt = 1
-                    mailbox.took_one()
+                    if mailbox._senders:  # a sender waits for room: let one in
+                        mailbox.took_one()
                 else:
                     await mailbox.wait_nonempty()
                     continue
-                self.attempt = attempt
+                context.attempt = attempt
                 if type(item) is Request:
                     try:
                         result = await receive(item.message)

@@ -14,3 +14,7 @@ class ActorStoppedError(ActorError):
 class MailboxFullError(ActorError):
     """A bounded mailbox had no room: raised by ``tell_nowait`` under backpressure, and by the ``fail``
     overflow policy at the sender."""
+
+
+class RequestDroppedError(MailboxFullError):
+    """An ``ask`` was dropped by a full mailbox's ``drop_new`` or ``drop_oldest`` policy."""

@@ -9,7 +9,7 @@ from typing import Any, Final
 import attrs
 
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
-from actors._errors import ActorStoppedError, MailboxFullError
+from actors._errors import ActorStoppedError, MailboxFullError, RequestDroppedError
 from actors._waiting import FutureFactory, OneShot
 
 
@@ -98,6 +98,10 @@ class Mailbox:
     def closed(self) -> bool:
         """True once the actor stopped for good: new messages become dead letters."""
         return self._closed
+
+    def has_room(self) -> bool:
+        """True when a message can be queued now without applying the overflow policy."""
+        return self._capacity is None or len(self.queue) < self._capacity
 
     def put_nowait(self, item: Any) -> None:
         """Queue ``item`` without waiting, applying the overflow policy when full."""
@@ -202,6 +206,6 @@ class Mailbox:
 
     def _drop(self, item: Any) -> None:
         if type(item) is Request:
-            fail_request(item, MailboxFullError(f"mailbox of {self.name!r} dropped the request"))
+            fail_request(item, RequestDroppedError(f"mailbox of {self.name!r} dropped the request"))
             item = item.message
         self._dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.OVERFLOW))

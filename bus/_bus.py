@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, final
 
 from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
-from bus._dispatch import CURRENT_CHAIN, SinkItem, must_run_inline
+from actors._errors import RequestDroppedError
+from actors._mailbox import Request
+from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
 from bus._errors import HandlerStoppedError, MailboxFullError, SinkUnsetError
 from bus._events import Event, MessageContext
 
@@ -55,17 +57,38 @@ class EventBus:
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
-        slots = dispatcher.routes(type(event))
-        dispatcher.check_open()
+        route = dispatcher.route(type(event))
         dispatcher.published += 1
-        if not slots:
+        if not route.slots:
             dispatcher.unrouted += 1
             return
-        context = self._new_context(headers)
+        context = (
+            MessageContext.new(headers)
+            if self._context is None and not headers
+            else self._new_context(headers)
+        )
         chain = CURRENT_CHAIN.get()
+        if chain:
+            await self._publish_nested(route.slots, event, context, chain)
+            return
         payload = (event, context, None)
+        new_future = dispatcher.new_future
+        for slot in route.slots:
+            await _ask(slot, Request(payload, new_future()))
+
+    async def _publish_nested(
+        self,
+        slots: tuple[HandlerSlot, ...],
+        event: Event,
+        context: MessageContext,
+        chain: tuple[HandlerSlot, ...],
+    ) -> None:
+        """``publish`` from inside a handler: a handler that is busy up this task's stack, or blocked
+        (directly or through others) on a handler that is, runs inline here instead of deadlocking."""
+        payload = (event, context, None)
+        waiter = chain[0]
         for slot in slots:
-            if chain and must_run_inline(slot, chain):
+            if must_run_inline(slot, chain):
                 actor = slot.actor
                 if actor is not None:
                     token = CURRENT_CHAIN.set((*chain, slot))
@@ -74,35 +97,36 @@ class EventBus:
                     finally:
                         CURRENT_CHAIN.reset(token)
                     continue
-            ref = slot.ref
-            assert ref is not None
-            waiter = chain[0] if chain else None
-            if waiter is not None:
-                waiter.waiting_on = slot
+            waiter.waiting_on = slot
             try:
-                await ref.ask(payload)
-            except ActorStoppedError as exc:
-                if ref.alive:
-                    raise
-                raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+                await _ask(slot, Request(payload, self._dispatcher.new_future()))
             finally:
-                if waiter is not None:
-                    waiter.waiting_on = None
+                waiter.waiting_on = None
 
     async def emit(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """Queue ``event`` for each subscribed handler and return before they run. Awaits only for
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
-        slots = dispatcher.routes(type(event))
-        dispatcher.check_open()
+        route = dispatcher.route(type(event))
         dispatcher.emitted += 1
-        if not slots:
+        if not route.slots:
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
+        delivery = (
+            event,
+            MessageContext.new(headers)
+            if self._context is None and not headers
+            else self._new_context(headers),
+        )
+        if not route.guarded or route.first_full() is None:
+            # every mailbox has room (or drops rather than refuses): nothing here waits or raises
+            dispatcher.pending += len(route.mailboxes)
+            for unbounded in route.mailboxes:
+                unbounded.put_nowait(delivery)
+            return
         chain = CURRENT_CHAIN.get()
-        for slot in slots:
+        for slot in route.slots:
             mailbox = slot.mailbox
             assert mailbox is not None
             dispatcher.pending += 1
@@ -122,27 +146,28 @@ class EventBus:
 
     def emit_nowait(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """``emit`` without waiting: raises ``MailboxFullError`` (and queues nothing) when a
-        subscribed handler's bounded mailbox is full under backpressure."""
+        subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``)."""
         dispatcher = self._dispatcher
-        slots = dispatcher.routes(type(event))
-        dispatcher.check_open()
-        for slot in slots:
-            if slot.full_under_backpressure():
-                raise MailboxFullError(f"mailbox of handler {slot.name!r} is full")
+        route = dispatcher.route(type(event))
+        if route.guarded:
+            full = route.first_full()
+            if full is not None:
+                raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
         dispatcher.emitted += 1
-        if not slots:
+        mailboxes = route.mailboxes
+        if not mailboxes:
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
-        for slot in slots:
-            mailbox = slot.mailbox
-            assert mailbox is not None
-            dispatcher.pending += 1
-            try:
-                mailbox.put_nowait(delivery)
-            except ActorMailboxFullError as exc:
-                dispatcher.done_one()
-                raise MailboxFullError(str(exc)) from None
+        delivery = (
+            event,
+            MessageContext.new(headers)
+            if self._context is None and not headers
+            else self._new_context(headers),
+        )
+        # every mailbox had room (or drops rather than refuses), so none of these raises
+        dispatcher.pending += len(mailboxes)
+        for mailbox in mailboxes:
+            mailbox.put_nowait(delivery)
 
     async def sink(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """Hand ``event`` to every configured sink and return once each stored it durably.
@@ -150,8 +175,7 @@ class EventBus:
         Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
         terminal has no sink."""
         dispatcher = self._dispatcher
-        dispatcher.routes(type(event))
-        dispatcher.check_open()
+        dispatcher.route(type(event))
         if not dispatcher.sinks:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
         context = self._new_context(headers)
@@ -166,3 +190,24 @@ class EventBus:
 
     def __repr__(self) -> str:
         return f"<EventBus context={self._context!r}>"
+
+
+async def _ask(slot: HandlerSlot, request: Request) -> None:
+    """Send a publish request to ``slot``'s actor and await its completion."""
+    mailbox = slot.mailbox
+    assert mailbox is not None
+    try:
+        if mailbox.has_room():
+            mailbox.put_nowait(request)
+        else:
+            await mailbox.put(request)
+    except ActorMailboxFullError as exc:
+        raise MailboxFullError(str(exc)) from None
+    try:
+        await request.reply
+    except ActorStoppedError as exc:
+        if not mailbox.closed:
+            raise
+        raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+    except RequestDroppedError as exc:
+        raise MailboxFullError(str(exc)) from None

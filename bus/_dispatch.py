@@ -66,6 +66,34 @@ class HandlerSlot:
         )
 
 
+class Route:
+    """Where events of one type go: the subscribed handlers in registration order, their mailboxes,
+    and those whose bounded mailbox could refuse an ``emit_nowait`` (checked before queueing any)."""
+
+    __slots__ = ("guarded", "mailboxes", "slots")
+
+    def __init__(self, slots: tuple[HandlerSlot, ...]) -> None:
+        self.slots = slots
+        mailboxes = []
+        for slot in slots:
+            assert slot.mailbox is not None, "routes are built while the terminal runs"
+            mailboxes.append(slot.mailbox)
+        self.mailboxes = tuple(mailboxes)
+        self.guarded = tuple(
+            (slot, mailbox)
+            for slot, mailbox in zip(slots, self.mailboxes, strict=True)
+            if slot.registered.policy.mailbox_capacity is not None
+            and slot.registered.policy.overflow in _RAISING_OVERFLOWS
+        )
+
+    def first_full(self) -> HandlerSlot | None:
+        """A guarded handler whose mailbox has no room, if any."""
+        for slot, mailbox in self.guarded:
+            if not mailbox.has_room():
+                return slot
+        return None
+
+
 class SinkItem:
     """One event handed to one sink actor, with the future its ``sink`` caller awaits."""
 
@@ -120,8 +148,8 @@ class Dispatcher:
         self.new_future = new_future
         self.closed = True
         self.bus: EventBus | None = None
-        self._routes: dict[type, tuple[HandlerSlot, ...]] = {}
-        self._drain_waiters: list[OneShot] = []
+        self._routes: dict[type, Route] = {}
+        self.drain_waiters: list[OneShot] = []
         self.pending = 0
         self.published = 0
         self.emitted = 0
@@ -129,22 +157,28 @@ class Dispatcher:
         self.dead_letters = 0
         self.sunk = 0
 
-    def routes(self, event_type: type) -> tuple[HandlerSlot, ...]:
-        """The handlers of ``event_type`` in registration order; raises TypeError for a non-event."""
+    def route(self, event_type: type) -> Route:
+        """The route of ``event_type``; raises TypeError for a non-event, BusClosedError when closed."""
+        if self.closed:
+            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
         try:
             return self._routes[event_type]
         except KeyError:
-            return self._route(event_type)
-
-    def _route(self, event_type: type) -> tuple[HandlerSlot, ...]:
+            pass
         if not (isinstance(event_type, type) and issubclass(event_type, self.event_bases)):
             bases = " or ".join(base.__qualname__ for base in self.event_bases)
-            raise TypeError(f"expected an instance of {bases}, got an instance of {event_type.__qualname__}")
+            raise TypeError(
+                f"expected an instance of {bases}, got an instance of {event_type.__qualname__}"
+            )
         # issubclass walks the MRO, so handlers of a base class get subclasses defined after
         # registration; a handler subscribed through several bases is still listed once
-        slots = tuple(s for s in self.slots if s.registered.spec.accepts(event_type))
-        self._routes[event_type] = slots
-        return slots
+        route = Route(tuple(s for s in self.slots if s.registered.spec.accepts(event_type)))
+        self._routes[event_type] = route
+        return route
+
+    def routes(self, event_type: type) -> tuple[HandlerSlot, ...]:
+        """The handlers of ``event_type`` in registration order."""
+        return self.route(event_type).slots
 
     def check_open(self) -> None:
         if self.closed:
@@ -155,16 +189,19 @@ class Dispatcher:
     def done_one(self) -> None:
         """An emitted delivery reached its end: processed, or dead-lettered."""
         self.pending -= 1
-        if self.pending <= 0 and self._drain_waiters:
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        if self.pending <= 0 and self.drain_waiters:
+            self.wake_drainers()
+
+    def wake_drainers(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def drained(self) -> None:
         while self.pending > 0:
             waiter = self.new_future()
-            self._drain_waiters.append(waiter)
+            self.drain_waiters.append(waiter)
             await waiter
 
     # -- dead letters -----------------------------------------------------------------------------

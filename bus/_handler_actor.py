@@ -44,6 +44,8 @@ class HandlerActor(Actor):
             await self._stack.aclose()
             raise
         self._slot.actor = self
+        # this task executes this handler: publishes from it consult the wait-for graph
+        CURRENT_CHAIN.set(self._own_chain)
         incarnation = self.context.incarnation
         if incarnation > 1 and self._dispatcher.bus is not None:
             error = self._slot.last_error
@@ -60,14 +62,26 @@ class HandlerActor(Actor):
         await self._stack.aclose()
 
     async def receive(self, message: Any) -> Any:
-        CURRENT_CHAIN.set(self._own_chain)
-        if len(message) == 2:
+        if len(message) == 2:  # emitted: count it done once processed, for drain()
             event, context = message
             attempt = self.context.attempt
             if attempt != 1:
                 context = context.with_attempt(attempt)
-            await self.handle(event, context)
-            self._dispatcher.done_one()
+            if self._plain:
+                try:
+                    if self._with_context:
+                        await self._func(event, context)
+                    else:
+                        await self._func(event)
+                except Exception as exc:
+                    self._slot.last_error = exc
+                    raise
+            else:
+                await self.handle(event, context)
+            dispatcher = self._dispatcher
+            dispatcher.pending -= 1
+            if dispatcher.pending <= 0 and dispatcher.drain_waiters:
+                dispatcher.wake_drainers()
         else:
             await self.handle(message[0], message[1])
 
