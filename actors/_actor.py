@@ -54,6 +54,8 @@ class Actor:
     (brutal kill, or a shutdown timeout that ran out), as in OTP.
     """
 
+    __slots__ = ("_context",)  # subclasses without __slots__ still get a __dict__ as usual
+
     _context: ActorContext
 
     @property

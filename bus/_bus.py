@@ -119,11 +119,14 @@ class EventBus:
             if self._context is None and not headers
             else self._new_context(headers),
         )
-        if not route.guarded or route.first_full() is None:
+        for queue, capacity in route.room_checks:
+            if len(queue) >= capacity:
+                break
+        else:
             # every mailbox has room (or drops rather than refuses): nothing here waits or raises
             dispatcher.pending += len(route.mailboxes)
-            for unbounded in route.mailboxes:
-                unbounded.put_nowait(delivery)
+            for mailbox_with_room in route.mailboxes:
+                mailbox_with_room.put_nowait(delivery)
             return
         chain = CURRENT_CHAIN.get()
         for slot in route.slots:
@@ -149,9 +152,10 @@ class EventBus:
         subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``)."""
         dispatcher = self._dispatcher
         route = dispatcher.route(type(event))
-        if route.guarded:
-            full = route.first_full()
-            if full is not None:
+        for queue, capacity in route.room_checks:
+            if len(queue) >= capacity:
+                full = route.first_full()
+                assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
         dispatcher.emitted += 1
         mailboxes = route.mailboxes

@@ -70,7 +70,7 @@ class Route:
     """Where events of one type go: the subscribed handlers in registration order, their mailboxes,
     and those whose bounded mailbox could refuse an ``emit_nowait`` (checked before queueing any)."""
 
-    __slots__ = ("guarded", "mailboxes", "slots")
+    __slots__ = ("guarded", "mailboxes", "room_checks", "slots")
 
     def __init__(self, slots: tuple[HandlerSlot, ...]) -> None:
         self.slots = slots
@@ -84,6 +84,11 @@ class Route:
             for slot, mailbox in zip(slots, self.mailboxes, strict=True)
             if slot.registered.policy.mailbox_capacity is not None
             and slot.registered.policy.overflow in _RAISING_OVERFLOWS
+        )
+        #: (queue, capacity) of each guarded mailbox: the emit hot path checks room inline
+        self.room_checks = tuple(
+            (mailbox.queue, slot.registered.policy.mailbox_capacity or 0)
+            for slot, mailbox in self.guarded
         )
 
     def first_full(self) -> HandlerSlot | None:

@@ -20,6 +20,19 @@ class HandlerActor(Actor):
     """Calls its handler for each delivery ``(event, context)`` (emit) or ``(event, context, None)``
     (publish). Dependencies live as long as the incarnation: a restart gets fresh ones."""
 
+    __slots__ = (
+        "_deps",
+        "_dispatcher",
+        "_func",
+        "_needs_bus",
+        "_own_chain",
+        "_plain",
+        "_slot",
+        "_spec",
+        "_stack",
+        "_with_context",
+    )
+
     def __init__(self, slot: HandlerSlot, dispatcher: Dispatcher) -> None:
         self._slot = slot
         self._dispatcher = dispatcher
@@ -28,21 +41,25 @@ class HandlerActor(Actor):
         self._spec = spec
         self._own_chain = (slot,)
         self._deps: dict[str, object] = {}
-        self._stack = AsyncExitStack()
+        # only handlers with dependencies need a stack (an idle one costs ~1 KB)
+        self._stack = (
+            AsyncExitStack() if any(p.kind == "dependency" for p in spec.params) else None
+        )
         # the common shapes skip building kwargs: (event) or (event, ctx), async
         self._plain = spec.is_async and len(spec.params) <= 1
         self._with_context = bool(spec.params)
         self._needs_bus = any(p.kind == "bus" for p in spec.params)
 
     async def on_start(self) -> None:
-        bus = EventBus(self._dispatcher)
-        try:
-            self._deps = await open_dependencies(
-                self._spec, self._dispatcher.providers, self._stack, bus
-            )
-        except BaseException:
-            await self._stack.aclose()
-            raise
+        if self._stack is not None:
+            bus = EventBus(self._dispatcher)
+            try:
+                self._deps = await open_dependencies(
+                    self._spec, self._dispatcher.providers, self._stack, bus
+                )
+            except BaseException:
+                await self._stack.aclose()
+                raise
         self._slot.actor = self
         # this task executes this handler: publishes from it consult the wait-for graph
         CURRENT_CHAIN.set(self._own_chain)
@@ -59,7 +76,8 @@ class HandlerActor(Actor):
     async def on_stop(self) -> None:
         if self._slot.actor is self:
             self._slot.actor = None
-        await self._stack.aclose()
+        if self._stack is not None:
+            await self._stack.aclose()
 
     async def receive(self, message: Any) -> Any:
         if len(message) == 2:  # emitted: count it done once processed, for drain()

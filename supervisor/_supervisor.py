@@ -49,7 +49,7 @@ class _Child:
     restarts: int = 0
     scope: anyio.CancelScope | None = None
     exit_waiters: list[OneShot] = attrs.Factory(list)
-    restart_times: deque[float] = attrs.Factory(deque)
+    restart_times: list[float] = attrs.Factory(list)
     backoff_restarts: int = 0
     last_started: float = 0.0
     timer: anyio.CancelScope | None = None
@@ -67,11 +67,13 @@ class _RestartDue:
     group: tuple[_Child, ...]
 
 
-def _over_intensity(times: deque[float], now: float, intensity: Intensity) -> bool:
+def _over_intensity(times: list[float], now: float, intensity: Intensity) -> bool:
+    # a list, not a deque: it holds at most max_restarts + 1 entries, and an empty deque per idle
+    # child would cost ~700 bytes
     times.append(now)
     horizon = now - intensity.within
     while times and times[0] <= horizon:
-        times.popleft()
+        del times[0]
     return len(times) > intensity.max_restarts
 
 
@@ -97,7 +99,7 @@ class Supervisor:
         self._children: list[_Child] = []
         self._events: deque[_Exit | _RestartDue] = deque()
         self._wake: OneShot | None = None
-        self._restart_times: deque[float] = deque()
+        self._restart_times: list[float] = []
         self._stop_requested = False
         self._running = False
         self._tg: anyio.abc.TaskGroup | None = None
