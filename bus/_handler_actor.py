@@ -46,8 +46,8 @@ class HandlerActor(Actor):
             AsyncExitStack() if any(p.kind == "dependency" for p in spec.params) else None
         )
         # the common shapes skip building kwargs: (event) or (event, ctx), async
-        self._plain = spec.is_async and len(spec.params) <= 1
-        self._with_context = bool(spec.params)
+        self._with_context = spec.takes_context
+        self._plain = spec.is_async and len(spec.params) == int(self._with_context)
         self._needs_bus = any(p.kind == "bus" for p in spec.params)
 
     async def on_start(self) -> None:

@@ -58,6 +58,8 @@ class HandlerSpec:
     is_async: bool
     subscriptions: tuple[type[Event], ...]
     params: tuple[ParamSpec, ...]
+    #: the second parameter is positional and receives the context (then it is ``params[0]``)
+    context_positional: bool = False
 
     @property
     def label(self) -> str:
@@ -66,8 +68,8 @@ class HandlerSpec:
 
     @property
     def takes_context(self) -> bool:
-        """Whether the handler has a second (context) parameter."""
-        return bool(self.params)
+        """Whether the handler has a second, positional (context) parameter."""
+        return self.context_positional
 
     def accepts(self, event_type: type) -> bool:
         """Whether an event of ``event_type`` is delivered to this handler (subclasses included)."""
@@ -88,14 +90,14 @@ class HandlerSpec:
         if not self.params:
             return (event,), {}
         kwargs: dict[str, object] = {}
-        for param in self.params[1:]:
+        for param in self.params[1:] if self.context_positional else self.params:
             if param.kind == "context":
                 kwargs[param.name] = context
             elif param.kind == "bus":
                 kwargs[param.name] = bus
             elif param.name in dependencies:
                 kwargs[param.name] = dependencies[param.name]
-        return (event, context), kwargs
+        return ((event, context) if self.context_positional else (event,)), kwargs
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -150,16 +152,20 @@ def parse_handler(func: Callable[..., object], event_base: type[Event] = Event) 
     subscriptions = _subscriptions(hints[event_param.name], event_base, label, event_param.name)
 
     params: list[ParamSpec] = []
-    if len(parameters) > 1:
-        context_param = parameters[1]
-        if context_param.kind is inspect.Parameter.KEYWORD_ONLY:
+    rest = parameters[1:]
+    context_positional = bool(rest) and rest[0].kind is not inspect.Parameter.KEYWORD_ONLY
+    if context_positional:
+        # the second positional parameter is the MessageContext, whatever its annotation
+        context_param = rest.pop(0)
+        if unwrap_annotated(hints.get(context_param.name)) is _event_bus_type():
             msg = (
                 f"{label} parameter {context_param.name!r}: the second parameter receives the "
-                "MessageContext positionally, so it cannot be keyword-only"
+                "MessageContext; take the bus as a third (or keyword-only) parameter, e.g. "
+                f"`async def {name.rsplit('.', 1)[-1]}(event, ctx, bus: EventBus)`"
             )
             raise RegistrationError(msg)
         params.append(ParamSpec(context_param.name, "context", MessageContext))
-    for parameter in parameters[2:]:
+    for parameter in rest:
         params.append(injected_param(parameter, hints, label, owner="handler"))
     return HandlerSpec(
         name=name,
@@ -168,6 +174,7 @@ def parse_handler(func: Callable[..., object], event_base: type[Event] = Event) 
         is_async=is_async_callable(func),
         subscriptions=subscriptions,
         params=tuple(params),
+        context_positional=context_positional,
     )
 
 
@@ -201,6 +208,12 @@ def injected_param(
     else:
         kind = "dependency"
     return ParamSpec(parameter.name, kind, annotation, parameter.default)
+
+
+def _event_bus_type() -> type:
+    from bus._bus import EventBus
+
+    return EventBus
 
 
 def _notice_events() -> tuple[type[Event], ...]:

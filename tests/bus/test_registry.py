@@ -361,7 +361,7 @@ def test_event_and_context_may_be_positional_only_but_dependencies_may_not() -> 
         parse_handler(bad)
 
 
-def test_register_rejects_a_keyword_only_event_or_context() -> None:
+def test_register_rejects_a_keyword_only_event_and_injects_a_keyword_only_context() -> None:
     async def event_by_name(*, created: TodoCreated) -> None:
         pass
 
@@ -372,8 +372,9 @@ def test_register_rejects_a_keyword_only_event_or_context() -> None:
         RegistrationError, match=r"'created': the event parameter must be positional"
     ):
         parse_handler(event_by_name)
-    with pytest.raises(RegistrationError, match=r"'ctx': the second parameter receives"):
-        parse_handler(context_by_name)
+    spec = parse_handler(context_by_name)
+    assert not spec.takes_context
+    assert [(param.name, param.kind) for param in spec.params] == [("ctx", "context")]
 
 
 def test_keyword_only_dependencies_are_fine() -> None:
