@@ -3,6 +3,7 @@ runtime's dead letters into ``DeadLetter`` events."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from actors import ActorRef, DeadLetter as RuntimeDeadLetter, DeadLetterReason, 
 from actors._waiting import FutureFactory, OneShot
 from bus._dependencies import ProviderSpec
 from bus._errors import BusClosedError
-from bus._events import DeadLetter, Event, MessageContext, describe_error
+from bus._events import DeadLetter, Event, MessageContext, SupervisorGaveUp, describe_error
 from bus._handlers import RegisteredHandler
 
 if TYPE_CHECKING:
@@ -208,6 +209,15 @@ class Dispatcher:
             waiter = self.new_future()
             self.drain_waiters.append(waiter)
             await waiter
+
+    def on_give_up(self, supervisor: str, error: BaseException) -> None:
+        """A supervisor in the terminal's tree gave up: tell subscribers with ``SupervisorGaveUp``."""
+        if self.bus is None or self.closed:
+            return
+        cause = error.__cause__
+        text = describe_error(error) + (f" (last error: {describe_error(cause)})" if cause else "")
+        with contextlib.suppress(Exception):  # a full mailbox loses the notice, never the supervisor
+            self.bus.emit_nowait(SupervisorGaveUp(supervisor, text))
 
     # -- dead letters -----------------------------------------------------------------------------
 

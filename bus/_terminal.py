@@ -21,6 +21,7 @@ from bus._registry import MessageRegistry, merge_registries
 from bus._sink_actor import FLUSH, SinkActor
 from bus.sinks._base import Sink
 from supervisor import (
+    INFINITY,
     Backoff,
     ChildSpec,
     ChildStartError,
@@ -150,14 +151,29 @@ class BusTerminal:
             for sink in self._sinks:
                 await sink.open()
                 stack.push_async_callback(sink.close)
+            # sinks start first and stop last: handlers may sink until they stop. Supervisors wait
+            # for their children, each of which is bounded by its own shutdown timeout.
             children = (
-                ChildSpec("handlers", SupervisorSpec(self._handler_specs(dispatcher), intensity=None)),
-                ChildSpec("sinks", SupervisorSpec(self._sink_specs(dispatcher), intensity=None)),
+                ChildSpec(
+                    "sinks",
+                    SupervisorSpec(self._sink_specs(dispatcher), intensity=None),
+                    shutdown=INFINITY,
+                ),
+                ChildSpec(
+                    "handlers",
+                    SupervisorSpec(self._handler_specs(dispatcher), intensity=None),
+                    shutdown=INFINITY,
+                ),
                 *self._children,
             )
             try:
                 root = await stack.enter_async_context(
-                    open_supervisor(children, name=self._name, intensity=Intensity(3, 5.0))
+                    open_supervisor(
+                        children,
+                        name=self._name,
+                        intensity=Intensity(3, 5.0),
+                        on_give_up=dispatcher.on_give_up,
+                    )
                 )
             except ChildStartError as exc:
                 raise _start_cause(exc) from None

@@ -9,7 +9,7 @@ import anyio
 
 from actors import DeadLetters
 from supervisor._spec import ChildSpec, Intensity, Strategy, SupervisorSpec
-from supervisor._supervisor import Supervisor
+from supervisor._supervisor import GiveUpListener, Supervisor
 
 _DEFAULT_INTENSITY = Intensity()
 
@@ -22,16 +22,23 @@ async def open_supervisor(
     intensity: Intensity | None = _DEFAULT_INTENSITY,
     name: str = "root",
     dead_letters: DeadLetters | None = None,
+    on_give_up: GiveUpListener | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Start a root supervisor and its children (in order); stop them in reverse order on exit.
 
     A child that fails to start raises ``ChildStartError`` here. When the root gives up (restart
     intensity exceeded) the block is cancelled and ``RestartIntensityExceeded`` is raised from the
     ``async with``, with the child's error as its cause. Errors are raised as themselves, never wrapped
-    in an ``ExceptionGroup``.
+    in an ``ExceptionGroup``. ``on_give_up(name, error)`` hears of every supervisor in the tree that
+    gives up, before its parent handles the failure (it must be quick and must not raise).
     """
     specs: tuple[ChildSpec, ...] = (*children,)
-    root = Supervisor(name, SupervisorSpec(specs, strategy, intensity), dead_letters=dead_letters)
+    root = Supervisor(
+        name,
+        SupervisorSpec(specs, strategy, intensity),
+        dead_letters=dead_letters,
+        on_give_up=on_give_up,
+    )
     started = root.new_future()
     finished = root.new_future()
     failure: Exception | None = None

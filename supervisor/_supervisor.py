@@ -39,6 +39,9 @@ class ChildState(enum.Enum):
     GAVE_UP = "gave_up"
 
 
+GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
+
+
 @attrs.define(eq=False)
 class _Child:
     spec: ChildSpec
@@ -89,9 +92,12 @@ class Supervisor:
         *,
         dead_letters: DeadLetters | None = None,
         new_future: FutureFactory | None = None,
+        on_give_up: GiveUpListener | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
+        #: called (name, error) when this supervisor or one nested below it gives up
+        self.on_give_up = on_give_up
         self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
         self.new_future = new_future or current_future_factory()
         self.incarnation = 0
@@ -270,7 +276,11 @@ class Supervisor:
         runnable: ActorCell | Supervisor
         if isinstance(spec.start, SupervisorSpec):
             runnable = Supervisor(
-                spec.id, spec.start, dead_letters=self.dead_letters, new_future=self.new_future
+                spec.id,
+                spec.start,
+                dead_letters=self.dead_letters,
+                new_future=self.new_future,
+                on_give_up=self.on_give_up,
             )
         else:
             runnable = ActorCell(
@@ -380,9 +390,11 @@ class Supervisor:
         intensity = self.spec.intensity
         if intensity is not None and _over_intensity(self._restart_times, now, intensity):
             await self._stop_all()
-            raise RestartIntensityExceeded(
-                self.name, intensity.max_restarts, intensity.within
-            ) from event.error
+            gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
+            gave_up.__cause__ = event.error
+            if self.on_give_up is not None:
+                self.on_give_up(self.name, gave_up)
+            raise gave_up
         own = child.spec.intensity
         if own is not None and _over_intensity(child.restart_times, now, own):
             self._finish(child, event.error, ChildState.GAVE_UP)
