@@ -97,7 +97,8 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
             before = _measure(traced)
             async with BusTerminal(registry) as terminal:
                 after = _measure(traced)
-                assert len(terminal.snapshot().children[0].children) == n
+                handlers = next(c for c in terminal.snapshot().children if c.id == "handlers")
+                assert len(handlers.children) == n
         return {
             "per_actor": (after - before) / n,
             "setup_per_actor": (before - setup_before) / n,
