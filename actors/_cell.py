@@ -222,9 +222,12 @@ class ActorCell:
                     self._redelivery = None
                     self._lose(item, DeadLetterReason.CRASHED, exc, attempt)
             raise
-        except BaseException:
+        except BaseException as exc:
             if item is not None and self._redelivery is None:
-                self._lose(item, DeadLetterReason.KILLED, None, attempt)
+                # killed (cancelled), or a BaseException such as SystemExit that will end the tree:
+                # an asker gets that exception itself rather than a stopped-actor error
+                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                self._lose(item, DeadLetterReason.KILLED, None if cancelled else exc, attempt)
             raise
 
     async def _paused(self, delay: float) -> bool:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, final
+
+import anyio
 
 from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
 from actors._errors import RequestDroppedError
 from actors._mailbox import Request
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
-from bus._errors import HandlerStoppedError, MailboxFullError, SinkUnsetError
+from bus._errors import BusError, HandlerStoppedError, MailboxFullError, SinkUnsetError
 from bus._events import Event, MessageContext
 
 if TYPE_CHECKING:
@@ -149,8 +153,14 @@ class EventBus:
 
     def emit_nowait(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """``emit`` without waiting: raises ``MailboxFullError`` (and queues nothing) when a
-        subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``)."""
+        subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``).
+
+        Thread-safe from a sync (``def``) handler's worker thread: there it hops to the event loop
+        and returns once the event is queued."""
         dispatcher = self._dispatcher
+        if threading.get_ident() != dispatcher.loop_thread:
+            self._emit_from_thread(event, headers)
+            return
         route = dispatcher.route(type(event))
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
@@ -172,6 +182,17 @@ class EventBus:
         dispatcher.pending += len(mailboxes)
         for mailbox in mailboxes:
             mailbox.put_nowait(delivery)
+
+    def _emit_from_thread(self, event: Event, headers: Mapping[str, str] | None) -> None:
+        try:
+            anyio.from_thread.run_sync(functools.partial(self.emit_nowait, event, headers=headers))
+        except RuntimeError as exc:
+            if "worker thread" not in str(exc):
+                raise
+            raise BusError(
+                "emit_nowait was called from a thread the bus does not know: call it from the "
+                "event loop, or from a sync handler (which runs in an AnyIO worker thread)"
+            ) from exc
 
     async def sink(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """Hand ``event`` to every configured sink and return once each stored it durably.

@@ -4,6 +4,7 @@ runtime's dead letters into ``DeadLetter`` events."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ class HandlerSlot:
     #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
     waiting_on: HandlerSlot | None = None
     last_error: BaseException | None = None
+    #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
+    held: int = 0
 
     @property
     def name(self) -> str:
@@ -148,6 +151,9 @@ class Dispatcher:
         new_future: FutureFactory,
     ) -> None:
         self.slots = tuple(HandlerSlot(h) for h in handlers)
+        self._slots_by_name = {slot.name: slot for slot in self.slots}
+        #: the event loop's thread: emit_nowait from another (a sync handler's worker) hops over
+        self.loop_thread = threading.get_ident()
         self.providers = providers
         self.event_bases = event_bases
         self.sinks = tuple(SinkSlot(sink, f"sink-{i}-{sink.name}") for i, sink in enumerate(sinks))
@@ -173,6 +179,11 @@ class Dispatcher:
             pass
         if not (isinstance(event_type, type) and issubclass(event_type, self.event_bases)):
             bases = " or ".join(base.__qualname__ for base in self.event_bases)
+            if issubclass(event_type, type):
+                raise TypeError(
+                    f"expected an instance of {bases}, got a class: "
+                    "pass an event instance, e.g. TodoCreated(...) rather than TodoCreated"
+                )
             raise TypeError(
                 f"expected an instance of {bases}, got an instance of {event_type.__qualname__}"
             )
@@ -197,6 +208,13 @@ class Dispatcher:
         self.pending -= 1
         if self.pending <= 0 and self.drain_waiters:
             self.wake_drainers()
+
+    def release(self, slot: HandlerSlot) -> None:
+        """The restart after a crash happened (or the handler stopped for good): what that crash
+        dead-lettered no longer holds up drain()."""
+        while slot.held:
+            slot.held -= 1
+            self.done_one()
 
     def wake_drainers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
@@ -225,7 +243,12 @@ class Dispatcher:
         """Listener on the tree's dead letters: emitted deliveries become ``DeadLetter`` events."""
         message: Any = letter.message
         if type(message) is tuple and len(message) == 2:
-            self.done_one()
+            crashed = self._slots_by_name.get(letter.recipient)
+            if letter.reason is DeadLetterReason.CRASHED and crashed is not None:
+                # the actor restarts next (and says so with HandlerRestarted): drain() waits for it
+                crashed.held += 1
+            else:
+                self.done_one()
             event, context = message
             self.dead_letters += 1
             if isinstance(event, DeadLetter) or self.bus is None or self.closed:

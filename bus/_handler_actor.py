@@ -72,6 +72,8 @@ class HandlerActor(Actor):
             # a notice must never fail a restart (a full mailbox just loses the notice)
             with contextlib.suppress(Exception):
                 self._dispatcher.bus.emit_nowait(notice)
+        # deliveries dead-lettered by the crash that led here count for drain() until now
+        self._dispatcher.release(self._slot)
 
     async def on_stop(self) -> None:
         if self._slot.actor is self:
@@ -117,7 +119,11 @@ class HandlerActor(Actor):
             if self._spec.is_async:
                 await self._func(*args, **kwargs)
             else:
-                await anyio.to_thread.run_sync(functools.partial(self._func, *args, **kwargs))
+                # a thread cannot be interrupted: when the actor is killed the thread is
+                # abandoned (it runs to completion in the background, its result ignored)
+                await anyio.to_thread.run_sync(
+                    functools.partial(self._func, *args, **kwargs), abandon_on_cancel=True
+                )
         except Exception as exc:
             self._slot.last_error = exc
             raise

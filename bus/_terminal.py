@@ -89,6 +89,7 @@ class BusTerminal:
         self._dispatcher: Dispatcher | None = None
         self._bus: EventBus | None = None
         self._root: Supervisor | None = None
+        self._last_root: Supervisor | None = None
         self._stack: AsyncExitStack | None = None
 
     # -- the running terminal ---------------------------------------------------------------------
@@ -121,8 +122,12 @@ class BusTerminal:
         await self._dispatcher.drained()
 
     def snapshot(self) -> TreeSnapshot:
-        """The whole supervision tree with restart counts, mailbox depths and processed/failed counts."""
-        return self.supervisor.snapshot()
+        """The whole supervision tree with restart counts, mailbox depths and processed/failed counts
+        (after the terminal stopped: the tree as it was left, every node stopped)."""
+        root = self._root or self._last_root
+        if root is None:
+            raise BusClosedError("the terminal has not run yet")
+        return root.snapshot()
 
     def statistics(self) -> BusStatistics:
         """Counters: published, emitted, unrouted (nobody subscribed), in flight, dead letters, sunk."""
@@ -192,6 +197,7 @@ class BusTerminal:
             raise
         dispatcher.closed = False
         self._dispatcher, self._bus, self._root, self._stack = dispatcher, bus, root, stack
+        self._last_root = root
         return self
 
     async def __aexit__(
@@ -247,6 +253,7 @@ class BusTerminal:
 
     def _handler_stopped(self, dispatcher: Dispatcher, slot: HandlerSlot) -> Any:
         def notify(notice: Terminated) -> None:
+            dispatcher.release(slot)  # no restart will follow: drain() must not wait for one
             if notice.error is None or dispatcher.closed or dispatcher.bus is None:
                 return
             reason = f"gave up after too many restarts: {describe_error(notice.error)}"

@@ -9,7 +9,7 @@ import anyio
 
 from actors import DeadLetters
 from supervisor._spec import ChildSpec, Intensity, Strategy, SupervisorSpec
-from supervisor._supervisor import GiveUpListener, Supervisor
+from supervisor._supervisor import GiveUpListener, Supervisor, unwrap_group
 
 _DEFAULT_INTENSITY = Intensity()
 
@@ -42,7 +42,7 @@ async def open_supervisor(
     started = root.new_future()
     finished = root.new_future()
     failure: Exception | None = None
-    body_error: Exception | None = None
+    body_error: BaseException | None = None
 
     def signal_started() -> None:
         if not started.done():
@@ -64,6 +64,7 @@ async def open_supervisor(
             if not finished.done():
                 finished.set_result(None)
 
+    escaped: BaseException | None = None
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_root, name=f"supervisor {name}")
@@ -76,12 +77,24 @@ async def open_supervisor(
                     yield root
                 except Exception as exc:
                     body_error = exc
+                except BaseException as exc:
+                    if isinstance(exc, anyio.get_cancelled_exc_class()):
+                        raise
+                    # SystemExit, KeyboardInterrupt, ...: the tree still stops in order first
+                    body_error = exc
                 if not finished.done():
                     root.request_stop()
                     await finished
+    except BaseExceptionGroup as group:
+        # raised as themselves, never wrapped in the task group's group
+        escaped = unwrap_group(group)
+        if escaped is group:
+            raise
     finally:
         # also when the block is cancelled from outside: the root's watchers hear of it
         root.terminate(failure)
+    if escaped is not None:
+        raise escaped
     if failure is not None:
         if body_error is not None:
             failure.__context__ = body_error

@@ -39,6 +39,14 @@ class ChildState(enum.Enum):
     GAVE_UP = "gave_up"
 
 
+def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception inside (nested) one-exception groups; the group itself otherwise."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
 
 
@@ -144,7 +152,10 @@ class Supervisor:
         return runnable
 
     def snapshot(self, state: str | None = None, restarts: int | None = None) -> TreeSnapshot:
-        """A frozen snapshot of the whole tree below this supervisor; ``print`` renders it."""
+        """A frozen snapshot of the whole tree below this supervisor; ``print`` renders it.
+
+        Each node's ``restarts`` counts how often that node was restarted by its parent (0 for a root).
+        """
         children: list[TreeSnapshot] = []
         for c in self._children:
             if isinstance(c.runnable, Supervisor):
@@ -161,7 +172,7 @@ class Supervisor:
             self.name,
             "supervisor",
             state or ("running" if self._running else "stopped"),
-            self.restarts if restarts is None else restarts,
+            0 if restarts is None else restarts,
             children=tuple(children),
         )
 
@@ -245,7 +256,7 @@ class Supervisor:
         self._events.clear()
         self._restart_times.clear()
         self._children = [self._new_child(spec) for spec in self.spec.children]
-        failure: Exception | None = None
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -260,6 +271,12 @@ class Supervisor:
                 finally:
                     self._running = False
                     tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # a BaseException (SystemExit, KeyboardInterrupt, ...) escaped a child: it ends this
+            # supervisor and is raised as itself, not wrapped in the task group's group
+            failure = unwrap_group(group)
+            if failure is group:
+                raise
         finally:
             # Children not stopped one by one (this supervisor was killed, or a child failed to start)
             # were cancelled with it: they are gone for good, so their refs must say so.

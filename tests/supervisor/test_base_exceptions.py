@@ -1,0 +1,50 @@
+"""BaseExceptions that are not Exceptions (SystemExit, KeyboardInterrupt, ...) end the tree and are
+raised as themselves, never wrapped in an ExceptionGroup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actors import Actor
+from supervisor import ChildSpec, SupervisorSpec, open_supervisor
+
+pytestmark = pytest.mark.anyio
+
+
+class Halt(BaseException):
+    pass
+
+
+class Halting(Actor):
+    async def receive(self, message: Any) -> None:
+        raise Halt(f"halt on {message!r}")
+
+
+async def test_a_base_exception_in_a_nested_actor_leaves_open_supervisor_as_itself() -> None:
+    nested = ChildSpec("mid", SupervisorSpec([ChildSpec("w", Halting)]))
+    asked: list[str] = []
+    with pytest.raises(Halt, match="halt on 'go'"):
+        async with open_supervisor([nested]) as root:
+            try:
+                await root.supervisor("mid").ref("w").ask("go")
+            except Halt as exc:
+                asked.append(str(exc))
+                raise
+    assert asked == ["halt on 'go'"]
+
+
+async def test_a_base_exception_in_the_block_stops_the_tree_and_leaves_as_itself() -> None:
+    stopped: list[str] = []
+
+    class Recording(Actor):
+        async def on_stop(self) -> None:
+            stopped.append("a")
+
+        async def receive(self, message: Any) -> None: ...
+
+    with pytest.raises(Halt):
+        async with open_supervisor([ChildSpec("a", Recording)]):
+            raise Halt
+    assert stopped == ["a"]
