@@ -226,3 +226,25 @@ async def test_a_request_while_the_terminal_is_stopped_fails_loudly() -> None:
     assert response.status_code == 500
     assert len(errors) == 1
     assert received == []
+
+
+class TodoArchived(Event):
+    name: str
+
+
+async def test_a_bus_handler_can_take_lihils_peventbus_and_publish_nested_events() -> None:
+    archived: list[tuple[str, str | None]] = []
+
+    async def archive_on_create(created: TodoCreated, ctx: Any, bus: PEventBus) -> None:
+        await bus.publish(TodoArchived(created.name))
+
+    async def record(archived_event: TodoArchived, ctx: Any) -> None:
+        archived.append((archived_event.name, ctx.causation_id))
+
+    registry = MessageRegistry(event_base=Event)
+    registry.register(archive_on_create, record)
+    async with BusTerminal(registry) as terminal:
+        await terminal.bus.publish(TodoCreated("groceries", "milk"))
+    assert len(archived) == 1
+    assert archived[0][0] == "groceries"
+    assert archived[0][1] is not None  # caused by the TodoCreated message
