@@ -47,9 +47,10 @@ class HandlerSpec:
     """A handler as the bus sees it.
 
     ``name`` is ``module.qualname`` (unique enough to name the handler's actor); ``qualname`` is
-    the short form used in error messages. ``params`` lists every parameter after the event; when
-    the handler takes a context, ``params[0]`` is it (kind ``"context"``). ``is_async`` is false for
-    a plain ``def`` handler, which the bus runs in a worker thread.
+    the short form used in error messages. ``params`` lists every parameter after the event that
+    receives a value (an unannotated parameter with a default is never injected, so it is left
+    out); when the handler takes a context, ``params[0]`` is it (kind ``"context"``).
+    ``is_async`` is false for a plain ``def`` handler, which the bus runs in a worker thread.
     """
 
     name: str
@@ -155,17 +156,14 @@ def parse_handler(func: Callable[..., object], event_base: type[Event] = Event) 
     rest = parameters[1:]
     context_positional = bool(rest) and rest[0].kind is not inspect.Parameter.KEYWORD_ONLY
     if context_positional:
-        # the second positional parameter is the MessageContext, whatever its annotation
+        # the second positional parameter always receives the MessageContext
         context_param = rest.pop(0)
-        if unwrap_annotated(hints.get(context_param.name)) is _event_bus_type():
-            msg = (
-                f"{label} parameter {context_param.name!r}: the second parameter receives the "
-                "MessageContext; take the bus as a third (or keyword-only) parameter, e.g. "
-                f"`async def {name.rsplit('.', 1)[-1]}(event, ctx, bus: EventBus)`"
-            )
-            raise RegistrationError(msg)
+        _check_context_annotation(context_param, hints, label, name)
         params.append(ParamSpec(context_param.name, "context", MessageContext))
     for parameter in rest:
+        if parameter.name not in hints and parameter.default is not inspect.Parameter.empty:
+            # `_i=i` (the closure-in-a-loop idiom): never injected, so its default always applies
+            continue
         params.append(injected_param(parameter, hints, label, owner="handler"))
     return HandlerSpec(
         name=name,
@@ -189,10 +187,16 @@ def injected_param(
         )
         raise RegistrationError(msg)
     if parameter.name not in hints:
+        never_injected = (
+            " (or give it a default: an unannotated handler parameter with a default is never "
+            "injected)"
+            if owner == "handler"
+            else ""
+        )
         msg = (
             f"{label} parameter {parameter.name!r} has no annotation: {owner} parameters are "
             "injected by type, so annotate it with EventBus, MessageContext or a type provided "
-            "by @registry.factory"
+            f"by @registry.factory{never_injected}"
         )
         raise RegistrationError(msg)
     # Imported here, not at the top: the bus module builds on registries, and this keeps the
@@ -210,10 +214,36 @@ def injected_param(
     return ParamSpec(parameter.name, kind, annotation, parameter.default)
 
 
-def _event_bus_type() -> type:
+#: what the second positional parameter may be annotated with (``Annotated[...]`` unwrapped)
+_CONTEXT_ANNOTATIONS: tuple[object, ...] = (Any, object, MessageContext)
+
+
+def _check_context_annotation(
+    parameter: inspect.Parameter, hints: Mapping[str, Any], label: str, name: str
+) -> None:
+    """Raise unless the second positional parameter is unannotated, `Any`, `object` or
+    `MessageContext`: it receives the context, so any other annotation is a mistake (typically a
+    dependency or the bus put in the context's place)."""
+    if parameter.name not in hints:
+        return
+    annotation = unwrap_annotated(hints[parameter.name])
+    if any(annotation is allowed for allowed in _CONTEXT_ANNOTATIONS):
+        return
     from bus._bus import EventBus
 
-    return EventBus
+    short = name.rsplit(".", 1)[-1]
+    if annotation is EventBus:
+        what, example = "the bus", f"`async def {short}(event, ctx, bus: EventBus)`"
+    else:
+        what = "dependencies"
+        third = parameter.name if parameter.name != "ctx" else "value"
+        example = f"`async def {short}(event, ctx, {third}: {describe(annotation)})`"
+    msg = (
+        f"{label} parameter {parameter.name!r} is annotated {describe(annotation)}, but the "
+        "second parameter receives the MessageContext (annotate it MessageContext, Any or "
+        f"nothing); take {what} as a third or keyword-only parameter, e.g. {example}"
+    )
+    raise RegistrationError(msg)
 
 
 def _notice_events() -> tuple[type[Event], ...]:

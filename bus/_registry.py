@@ -24,6 +24,10 @@ class MessageRegistry:
     a problem raises `RegistrationError` naming the handler and the parameter. Only whether every
     dependency has a provider waits until the terminal starts (`check_resolvable`), because
     providers may be registered later or come from another registry.
+
+    A running `BusTerminal` built from a registry has already read its handlers and providers, so
+    while one uses it, `register` and `factory` raise `RegistrationError` rather than register
+    something that would silently never run.
     """
 
     def __init__(self, event_base: type[Event] = Event) -> None:
@@ -34,6 +38,7 @@ class MessageRegistry:
         self._event_base = event_base
         self._handlers: dict[str, RegisteredHandler] = {}
         self._providers: dict[type, ProviderSpec] = {}
+        self._in_use = 0
 
     @property
     def event_base(self) -> type[Event]:
@@ -69,6 +74,7 @@ class MessageRegistry:
         works as a decorator. ``register(retries=5)`` (no handler) returns a decorator. Either all
         the handlers are registered or, on an error, none is.
         """
+        self._check_not_in_use("register handlers")
         handler_policy = _make_policy(policy)
         if not handlers:
 
@@ -86,9 +92,23 @@ class MessageRegistry:
     def factory(self, provider: P) -> P:
         """Register a dependency provider (also a decorator) and return it unchanged.
 
-        The provided type is the return annotation (the yielded type for a generator); a type can
-        have only one provider. See `bus._dependencies` for what a provider may be.
+        The provided type is the provider's return annotation, and a type has only one provider.
+        A provider may be
+
+        - a sync function (``def settings() -> Settings``), called in the event loop, so keep it
+          quick;
+        - an async function (``async def pool() -> Pool``);
+        - a generator (``-> Iterator[Repo]``) or an async generator (``-> AsyncIterator[Repo]``):
+          the value it yields is the dependency, and its code after ``yield`` is the teardown.
+
+        Its own parameters are injected by annotation like a handler's: `EventBus`, or another
+        provided type (a parameter with a default keeps it when nothing provides its type); it
+        cannot take the `MessageContext`. Lookup is by exact type: a provider of ``SqlRepo`` does
+        not satisfy a ``Repo`` parameter. A value lives for one incarnation of the handler's actor:
+        built when the actor starts, torn down (in reverse order) when it stops or crashes, so a
+        restarted handler gets fresh ones.
         """
+        self._check_not_in_use("register a provider")
         spec = parse_provider(provider)
         existing = self._providers.get(spec.provides)
         if existing is not None:
@@ -106,6 +126,8 @@ class MessageRegistry:
     def _register_all(
         self, handlers: Iterable[Callable[..., object]], policy: HandlerPolicy
     ) -> None:
+        # again here: a decorator from `register(retries=5)` may be applied later
+        self._check_not_in_use("register handlers")
         batch: dict[str, RegisteredHandler] = {}
         for handler in handlers:
             registered = RegisteredHandler(parse_handler(handler, self._event_base), policy)
@@ -115,6 +137,27 @@ class MessageRegistry:
                 raise RegistrationError(_duplicate_message(registered, existing))
             batch[name] = registered
         self._handlers.update(batch)
+
+    def _acquire(self) -> None:
+        """Mark the registry as used by a running `BusTerminal` (called when the terminal starts).
+
+        Calls nest (several terminals may share a registry): each `_acquire` is matched by one
+        `_release`. While any is outstanding, registering raises `RegistrationError`.
+        """
+        self._in_use += 1
+
+    def _release(self) -> None:
+        """Undo one `_acquire` (called when the terminal stops); extra calls do nothing."""
+        if self._in_use > 0:
+            self._in_use -= 1
+
+    def _check_not_in_use(self, action: str) -> None:
+        if self._in_use > 0:
+            msg = (
+                f"cannot {action}: {self!r} is used by a running BusTerminal: register handlers "
+                "and factories before entering it"
+            )
+            raise RegistrationError(msg)
 
     def __repr__(self) -> str:
         return (

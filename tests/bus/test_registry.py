@@ -163,19 +163,35 @@ def test_register_reads_the_subscription_and_the_context_of_a_handler() -> None:
     assert spec.takes_context
 
 
-def test_the_second_parameter_is_the_context_whatever_its_annotation() -> None:
+def test_the_second_parameter_is_the_context_when_unannotated_or_annotated_any_object_or_context() -> (
+    None
+):
     async def unannotated(created: TodoCreated, ctx) -> None:  # type: ignore[no-untyped-def]
         pass
 
     async def any_annotated(created: TodoCreated, ctx: Any) -> None:
         pass
 
+    async def object_annotated(created: TodoCreated, ctx: object) -> None:
+        pass
+
+    async def marked(created: TodoCreated, ctx: Annotated[MessageContext, "marker"]) -> None:
+        pass
+
+    for handler in (unannotated, any_annotated, object_annotated, marked, listen_create):
+        spec = parse_handler(handler)
+        assert spec.params == (ParamSpec("ctx", "context", MessageContext),)
+
+
+def test_any_other_annotation_of_the_second_parameter_is_a_registration_error() -> None:
+    # this used to be accepted, the annotation ignored: the handler got the context as an int
     async def oddly_annotated(created: TodoCreated, ctx: int) -> None:
         pass
 
-    for handler in (unannotated, any_annotated, oddly_annotated):
-        spec = parse_handler(handler)
-        assert spec.params == (ParamSpec("ctx", "context", MessageContext),)
+    with pytest.raises(
+        RegistrationError, match=r"oddly_annotated' parameter 'ctx' is annotated int"
+    ):
+        parse_handler(oddly_annotated)
 
 
 def test_a_handler_may_take_only_the_event() -> None:
