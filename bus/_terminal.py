@@ -53,9 +53,9 @@ class BusTerminal:
 
     The tree::
 
-        bus (one_for_one)
-        ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
+        bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
+        ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
         └─ your children (``children=[ChildSpec(...)]``)
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
@@ -153,6 +153,10 @@ class BusTerminal:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # a running terminal does not see later registrations: refuse them instead
+            for registry in self._registries:
+                registry._acquire()
+                stack.callback(registry._release)
             for sink in self._sinks:
                 await sink.open()
                 stack.push_async_callback(sink.close)

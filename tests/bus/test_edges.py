@@ -8,7 +8,7 @@ import threading
 import anyio
 import pytest
 
-from bus import BusTerminal, Event, EventBus, HandlerRestarted, MessageRegistry
+from bus import BusTerminal, Event, EventBus, HandlerRestarted, MessageRegistry, RegistrationError
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +129,17 @@ async def test_the_snapshot_after_exit_shows_the_stopped_tree() -> None:
     assert tree.state == "stopped"
     assert {node.state for node in tree.walk()[1:]} == {"stopped"}
     assert any(node.id.endswith("noop") for node in tree.walk())
+
+
+async def test_registering_while_a_terminal_runs_is_refused_and_allowed_again_after() -> None:
+    async def first(event: Ordered) -> None: ...
+
+    async def late(event: Ordered) -> None: ...
+
+    registry = MessageRegistry()
+    registry.register(first)
+    async with BusTerminal(registry):
+        with pytest.raises(RegistrationError, match="running BusTerminal"):
+            registry.register(late)
+    registry.register(late)
+    assert [h.spec.qualname.rsplit(".", 1)[-1] for h in registry.handlers] == ["first", "late"]
