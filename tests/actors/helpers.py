@@ -7,6 +7,8 @@
   else is recorded and echoed.
 - ``wait_until``: poll a condition with a generous bound (never a tight wall-clock assertion);
   ``expect_failure``: wait, with a bound, for the supervisor to fail and cancel the block.
+- ``bounded``: what the conftest of tests/actors and tests/supervisor wraps every async test in, so that
+  a regression that leaves a test waiting forever fails it instead of hanging the suite.
 - ``mock_clock``: the ``anyio_backend`` parameter that runs a test on trio with a fresh ``MockClock``
   whose time jumps as soon as every task is blocked.
 """
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import anyio
 import attrs
 import pytest
+import trio
 from trio.testing import MockClock
 
 from actors import Actor, DeadLetter, DeadLetters
@@ -110,11 +113,14 @@ def collect_dead_letters() -> tuple[DeadLetters, list[DeadLetter]]:
     return hub, letters
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield until ``condition()`` holds; fail (TimeoutError) if it does not within ``timeout`` s."""
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.001
+) -> None:
+    """Yield until ``condition()`` holds, checking every ``interval`` s; fail (TimeoutError) if it
+    does not within ``timeout`` s."""
     with anyio.fail_after(timeout):
         while not condition():  # noqa: ASYNC110 - the state polled has no event of its own
-            await anyio.sleep(0.001)
+            await anyio.sleep(interval)
 
 
 async def expect_failure(timeout: float = 10.0) -> NoReturn:
@@ -122,6 +128,31 @@ async def expect_failure(timeout: float = 10.0) -> NoReturn:
     cancels this wait; if it does not come within ``timeout`` seconds, the test fails (not hangs)."""
     await anyio.sleep(timeout)
     raise AssertionError(f"the supervisor did not fail within {timeout} s")
+
+
+#: how long one async test may run before it counts as hung: wall-clock seconds, or virtual seconds
+#: under a MockClock (where a test whose every task waits jumps straight to this deadline)
+WALL_CLOCK_LIMIT = 60.0
+VIRTUAL_TIME_LIMIT = 1e6
+
+
+def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap an async test so that a regression that makes it wait forever fails it instead."""
+
+    @functools.wraps(test)
+    async def run_bounded(*args: Any, **kwargs: Any) -> None:
+        try:
+            virtual = isinstance(trio.lowlevel.current_clock(), MockClock)
+        except RuntimeError:  # not running on trio
+            virtual = False
+        limit = VIRTUAL_TIME_LIMIT if virtual else WALL_CLOCK_LIMIT
+        try:
+            with anyio.fail_after(limit):
+                await test(*args, **kwargs)
+        except TimeoutError as exc:
+            raise AssertionError(f"the test still waited after {limit} s: it hangs") from exc
+
+    return run_bounded
 
 
 def mock_clock() -> Any:

@@ -43,19 +43,21 @@ async def test_each_senders_messages_arrive_in_order_across_restarts_of_the_rece
         redelivery=Redelivery(max_redeliveries=1),
     )
 
-    async with open_supervisor([spec], intensity=None) as sup:
-        ref = sup.ref("receiver")
+    # generous bound: a receiver that died unnoticed would leave the senders blocked for good
+    with anyio.fail_after(10.0):
+        async with open_supervisor([spec], intensity=None) as sup:
+            ref = sup.ref("receiver")
 
-        async def send_all(sender: int) -> None:
-            for seq in range(1, plan.per_sender + 1):
-                await ref.tell((sender, seq))
-                if (sender, seq) in plan.pauses:
-                    await anyio.lowlevel.checkpoint()
+            async def send_all(sender: int) -> None:
+                for seq in range(1, plan.per_sender + 1):
+                    await ref.tell((sender, seq))
+                    if (sender, seq) in plan.pauses:
+                        await anyio.lowlevel.checkpoint()
 
-        async with anyio.create_task_group() as tg:
-            for sender in range(plan.senders):
-                tg.start_soon(send_all, sender)
-        incarnation = await ref.ask("end")  # queued behind every message sent
+            async with anyio.create_task_group() as tg:
+                for sender in range(plan.senders):
+                    tg.start_soon(send_all, sender)
+            incarnation = await ref.ask("end")  # queued behind every message sent
 
     expected = list(range(1, plan.per_sender + 1))
     for sender in range(plan.senders):

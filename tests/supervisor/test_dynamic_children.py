@@ -3,7 +3,7 @@ supervisor restarts (which starts its static children afresh)."""
 
 import pytest
 
-from actors import ActorStoppedError
+from actors import ActorRef, ActorStoppedError
 from supervisor import (
     INFINITY,
     ChildNotFoundError,
@@ -23,6 +23,7 @@ async def test_children_added_at_run_time_are_gone_after_their_supervisor_restar
     async with open_supervisor([ChildSpec("mid", mid_spec, shutdown=INFINITY)]) as top:
         mid = top.supervisor("mid")
         dynamic = await mid.start_child(worker("dynamic", journal))
+        assert isinstance(dynamic, ActorRef)
         assert [c.id for c in mid.which_children()] == ["static", "dynamic"]
         assert await dynamic.ask(WHO) == 1
 
@@ -43,6 +44,7 @@ async def test_a_dynamic_child_can_be_terminated_restarted_and_deleted() -> None
     journal = Journal()
     async with open_supervisor([worker("static", journal)]) as sup:
         ref = await sup.start_child(worker("dynamic", journal))
+        assert isinstance(ref, ActorRef)
         with pytest.raises(ValueError, match="already has a child"):
             await sup.start_child(worker("dynamic", journal))
         with pytest.raises(ChildNotFoundError):  # only a stopped child can be deleted

@@ -89,7 +89,7 @@ async def test_a_stop_request_is_honoured_while_a_child_waits_to_retry_its_faili
     spec = failing("F", journal, failing_from=2, backoff=backoff)
     async with open_supervisor([spec], intensity=Intensity(100, within=1000.0)) as sup:
         sup.ref("F").tell_nowait(CRASH)
-        await wait_until(lambda: journal.count("start", "F") == 3, timeout=100.0)
+        await wait_until(lambda: journal.count("start", "F") == 3, timeout=100.0, interval=0.5)
         assert sup.which_children()[0].state == "restarting"
         stop_requested = anyio.current_time()
     assert anyio.current_time() == stop_requested  # no waiting out the backoff
