@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -125,7 +126,9 @@ class ActorCell:
         self.mailbox.close()
         watchers, self._watchers = self._watchers, []
         for watcher in watchers:
-            watcher(notice)
+            # a watcher's bug must not break whoever stops the actor
+            with contextlib.suppress(Exception):
+                watcher(notice)
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""
@@ -133,7 +136,10 @@ class ActorCell:
         self.mailbox.reopen()
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
-        """Notify ``watcher`` when the actor stops for good; returns the unwatch function."""
+        """Notify ``watcher`` when the actor stops for good; returns the unwatch function.
+
+        Watchers run synchronously inside whatever stops the actor; an exception from one is ignored.
+        """
         if self._terminated is not None:
             watcher(self._terminated)
             return lambda: None

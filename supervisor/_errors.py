@@ -10,7 +10,8 @@ class SupervisorError(ActorError):
 
 
 class ChildStartError(SupervisorError):
-    """A child failed to start while its supervisor was starting (or in ``start_child``).
+    """A child failed to start while its supervisor was starting (or in ``start_child`` or
+    ``restart_child``).
 
     ``child_id`` names it; the child's own exception is the ``__cause__``.
     """

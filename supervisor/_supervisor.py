@@ -3,6 +3,7 @@ past its restart intensity, and stops children in reverse order within their shu
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 from collections import deque
@@ -177,7 +178,8 @@ class Supervisor:
         )
 
     def watch(self, watcher: Callable[[Terminated], None]) -> Callable[[], None]:
-        """Notify ``watcher`` when this supervisor stops for good (never on a restart)."""
+        """Notify ``watcher`` when this supervisor stops for good (never on a restart). Watchers run
+        synchronously; an exception from one is ignored."""
         if self._terminated is not None:
             watcher(self._terminated)
             return lambda: None
@@ -209,13 +211,18 @@ class Supervisor:
             self._finish(child, None)
 
     async def restart_child(self, child_id: str) -> ActorRef | Supervisor:
-        """Start again a child that was terminated."""
+        """Start again a child that was terminated; ``ChildStartError`` if its start fails (it then
+        stays stopped)."""
         async with self._lock:
             child = self._find(child_id)
             if child.state not in (ChildState.STOPPED, ChildState.GAVE_UP):
                 raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is {child.state.value}")
             child.runnable.revive()
-            await self._start(child)
+            try:
+                await self._start(child)
+            except Exception as exc:
+                child.runnable.terminate(exc)
+                raise ChildStartError(self.name, child_id, exc) from exc
             return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
 
     async def delete_child(self, child_id: str) -> None:
@@ -239,7 +246,9 @@ class Supervisor:
             self._terminated = notice = Terminated(self.name, error)
             watchers, self._watchers = self._watchers, []
             for watcher in watchers:
-                watcher(notice)
+                # a watcher's bug must not break the tree
+                with contextlib.suppress(Exception):
+                    watcher(notice)
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart."""

@@ -3,16 +3,26 @@ supervisor restarts (which starts its static children afresh)."""
 
 import pytest
 
-from actors import ActorRef, ActorStoppedError
+from actors import ActorRef, ActorStoppedError, DeadLetterReason
 from supervisor import (
     INFINITY,
     ChildNotFoundError,
     ChildSpec,
+    ChildStartError,
     Intensity,
     SupervisorSpec,
     open_supervisor,
 )
-from tests.actors.helpers import CRASH, WHO, Journal, wait_until, worker
+from tests.actors.helpers import (
+    CRASH,
+    WHO,
+    Boom,
+    Journal,
+    Scripted,
+    collect_dead_letters,
+    wait_until,
+    worker,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +75,29 @@ async def test_a_dynamic_child_can_be_terminated_restarted_and_deleted() -> None
             ("start", "dynamic"),
             ("stop", "dynamic"),
         ]
+
+
+async def test_a_restart_child_whose_start_fails_raises_child_start_error_and_the_child_stays_stopped() -> None:
+    journal = Journal()
+    hub, letters = collect_dead_letters()
+    spec = ChildSpec("W", lambda: FailsToStartAgain(journal))
+    async with open_supervisor([spec], dead_letters=hub) as sup:
+        ref = sup.ref("W")
+        await sup.terminate_child("W")
+        with pytest.raises(ChildStartError) as failure:
+            await sup.restart_child("W")
+        assert failure.value.child_id == "W"
+        assert isinstance(failure.value.__cause__, Boom)
+        assert [(c.id, c.state) for c in sup.which_children()] == [("W", "stopped")]
+        assert not ref.alive
+        ref.tell_nowait("lost?")  # not silently queued: a dead letter
+    assert [(dl.message, dl.reason) for dl in letters] == [("lost?", DeadLetterReason.STOPPED)]
+
+
+class FailsToStartAgain(Scripted):
+    """Starts once; every later start fails."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.context.incarnation > 1:
+            raise Boom("cannot start again")

@@ -25,6 +25,7 @@ from tests.actors.helpers import (
     Sleep,
     expect_failure,
     mock_clock,
+    wait_until,
     worker,
 )
 
@@ -135,3 +136,23 @@ async def test_the_root_giving_up_while_the_block_handles_an_error_raises_restar
             await sup.ref("B").ask(Sleep(10.0))
     assert isinstance(failure.value.__cause__, Boom)
     assert isinstance(failure.value.__context__, ActorStoppedError)
+
+
+async def test_a_child_past_its_own_intensity_is_stopped_for_good_while_its_siblings_carry_on() -> None:
+    journal = Journal()
+    children = [worker("fragile", journal, intensity=Intensity(1, within=60.0)), worker("B", journal)]
+    async with open_supervisor(children, intensity=Intensity(10, within=60.0)) as sup:
+        notices: list[Terminated] = []
+        fragile = sup.ref("fragile")
+        fragile.watch(notices.append)
+        fragile.tell_nowait(CRASH)
+        assert await fragile.ask(WHO) == 2  # one restart is within its own limit
+        fragile.tell_nowait(CRASH)
+        await wait_until(lambda: bool(notices))
+        assert isinstance(notices[0].error, Boom)
+        assert [(c.id, c.state) for c in sup.which_children()] == [
+            ("fragile", "gave_up"),
+            ("B", "running"),
+        ]
+        assert await sup.ref("B").ask(WHO) == 1
+        assert not fragile.alive

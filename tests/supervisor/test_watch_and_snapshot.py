@@ -88,3 +88,19 @@ async def test_the_snapshot_renders_ids_kinds_states_and_restart_counts_of_the_w
     assert text == snapshot.render()
     assert after.children[0].state == "stopped"
     assert sup.snapshot().state == "stopped"
+
+
+async def test_a_watcher_that_raises_does_not_break_the_supervisor_or_other_watchers() -> None:
+    journal = Journal()
+    notices: list[Terminated] = []
+
+    def broken(notice: Terminated) -> None:
+        raise RuntimeError("bug in a watcher")
+
+    async with open_supervisor([worker("T", journal, restart=Restart.TRANSIENT)]) as sup:
+        sup.ref("T").watch(broken)
+        sup.ref("T").watch(notices.append)
+        sup.ref("T").tell_nowait(STOP)
+        await wait_until(lambda: bool(notices))
+        assert sup.snapshot().state == "running"
+    assert notices == [Terminated("T")]
