@@ -31,7 +31,8 @@ class Restart(enum.Enum):
     PERMANENT = "permanent"
     #: only after a crash; a normal exit ends it
     TRANSIENT = "transient"
-    #: never; once it exits it is removed from the supervisor's children
+    #: never; once it exits (or is stopped because a sibling's exit restarts its group) it is removed
+    #: from the supervisor's children
     TEMPORARY = "temporary"
 
 

@@ -427,12 +427,15 @@ class Supervisor:
             return
         self.restarts += 1
         group = self._group(child)
-        for member in group:
-            member.restarts += 1
         for other in reversed(group):
             if other is not child:
                 await self._stop_child(other)
+                if other.spec.restart is Restart.TEMPORARY:
+                    # never restarted, even when a sibling's exit stopped it (as in OTP): it is gone
+                    self._finish(other, None)
+        group = tuple(m for m in group if m is child or m.spec.restart is not Restart.TEMPORARY)
         for member in group:
+            member.restarts += 1
             member.state = ChildState.RESTARTING
         delay = self._backoff_delay(child, now)
         if delay > 0:

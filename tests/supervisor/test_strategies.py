@@ -89,3 +89,27 @@ async def test_one_for_all_leaves_siblings_running_when_a_transient_child_exits_
         assert await sup.ref("A").ask(WHO) == 1
         assert await sup.ref("C").ask(WHO) == 1
         assert sup.restarts == 0
+
+
+async def test_one_for_all_stops_a_temporary_sibling_for_good_instead_of_restarting_it() -> None:
+    journal = Journal()
+    children = [
+        worker("A", journal),
+        worker("tmp", journal, restart=Restart.TEMPORARY),
+        worker("C", journal),
+    ]
+    async with open_supervisor(children, strategy=Strategy.ONE_FOR_ALL) as sup:
+        notices: list[object] = []
+        sup.ref("tmp").watch(notices.append)
+        journal.clear()
+        sup.ref("A").tell_nowait(CRASH)
+        await wait_until(lambda: len(journal.of("start")) == 2)
+        assert journal.events == [
+            ("stop", "A"),
+            ("stop", "C"),
+            ("stop", "tmp"),
+            ("start", "A"),
+            ("start", "C"),
+        ]
+        assert [c.id for c in sup.which_children()] == ["A", "C"]
+        assert len(notices) == 1
