@@ -61,7 +61,7 @@ class EventBus:
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
-        route = dispatcher.route(type(event))
+        route = dispatcher.route(event)
         dispatcher.published += 1
         if not route.slots:
             dispatcher.unrouted += 1
@@ -112,7 +112,7 @@ class EventBus:
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
-        route = dispatcher.route(type(event))
+        route = dispatcher.route(event)
         dispatcher.emitted += 1
         if not route.slots:
             dispatcher.unrouted += 1
@@ -161,7 +161,7 @@ class EventBus:
         if threading.get_ident() != dispatcher.loop_thread:
             self._emit_from_thread(event, headers)
             return
-        route = dispatcher.route(type(event))
+        route = dispatcher.route(event)
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
                 full = route.first_full()
@@ -200,7 +200,7 @@ class EventBus:
         Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
         terminal has no sink."""
         dispatcher = self._dispatcher
-        dispatcher.route(type(event))
+        dispatcher.route(event)
         if not dispatcher.sinks:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
         context = self._new_context(headers)

@@ -169,20 +169,22 @@ class Dispatcher:
         self.dead_letters = 0
         self.sunk = 0
 
-    def route(self, event_type: type) -> Route:
-        """The route of ``event_type``; raises TypeError for a non-event, BusClosedError when closed."""
+    def route(self, event: object) -> Route:
+        """The route of ``event``'s type; raises TypeError for a non-event, BusClosedError when closed."""
         if self.closed:
             raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
+        event_type = type(event)
         try:
             return self._routes[event_type]
         except KeyError:
             pass
-        if not (isinstance(event_type, type) and issubclass(event_type, self.event_bases)):
+        if not issubclass(event_type, self.event_bases):
             bases = " or ".join(base.__qualname__ for base in self.event_bases)
-            if issubclass(event_type, type):
+            if isinstance(event, type):
+                name = event.__qualname__
                 raise TypeError(
-                    f"expected an instance of {bases}, got a class: "
-                    "pass an event instance, e.g. TodoCreated(...) rather than TodoCreated"
+                    f"expected an instance of {bases}, got the class {name} itself: "
+                    f"pass an instance, {name}(...)"
                 )
             raise TypeError(
                 f"expected an instance of {bases}, got an instance of {event_type.__qualname__}"
@@ -193,9 +195,9 @@ class Dispatcher:
         self._routes[event_type] = route
         return route
 
-    def routes(self, event_type: type) -> tuple[HandlerSlot, ...]:
-        """The handlers of ``event_type`` in registration order."""
-        return self.route(event_type).slots
+    def routes(self, event: object) -> tuple[HandlerSlot, ...]:
+        """The handlers of ``event``'s type in registration order."""
+        return self.route(event).slots
 
     def check_open(self) -> None:
         if self.closed:

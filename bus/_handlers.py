@@ -158,7 +158,9 @@ def parse_handler(func: Callable[..., object], event_base: type[Event] = Event) 
     if context_positional:
         # the second positional parameter always receives the MessageContext
         context_param = rest.pop(0)
-        _check_context_annotation(context_param, hints, label, name)
+        _check_context_annotation(
+            context_param, hints, label, name, is_async=is_async_callable(func)
+        )
         params.append(ParamSpec(context_param.name, "context", MessageContext))
     for parameter in rest:
         if parameter.name not in hints and parameter.default is not inspect.Parameter.empty:
@@ -219,7 +221,12 @@ _CONTEXT_ANNOTATIONS: tuple[object, ...] = (Any, object, MessageContext)
 
 
 def _check_context_annotation(
-    parameter: inspect.Parameter, hints: Mapping[str, Any], label: str, name: str
+    parameter: inspect.Parameter,
+    hints: Mapping[str, Any],
+    label: str,
+    name: str,
+    *,
+    is_async: bool = True,
 ) -> None:
     """Raise unless the second positional parameter is unannotated, `Any`, `object` or
     `MessageContext`: it receives the context, so any other annotation is a mistake (typically a
@@ -232,12 +239,13 @@ def _check_context_annotation(
     from bus._bus import EventBus
 
     short = name.rsplit(".", 1)[-1]
+    keyword = "async def" if is_async else "def"
     if annotation is EventBus:
-        what, example = "the bus", f"`async def {short}(event, ctx, bus: EventBus)`"
+        what, example = "the bus", f"`{keyword} {short}(event, ctx, bus: EventBus)`"
     else:
         what = "dependencies"
         third = parameter.name if parameter.name != "ctx" else "value"
-        example = f"`async def {short}(event, ctx, {third}: {describe(annotation)})`"
+        example = f"`{keyword} {short}(event, ctx, {third}: {describe(annotation)})`"
     msg = (
         f"{label} parameter {parameter.name!r} is annotated {describe(annotation)}, but the "
         "second parameter receives the MessageContext (annotate it MessageContext, Any or "

@@ -112,6 +112,7 @@ class Supervisor:
         self.incarnation = 0
         self.restarts = 0
         self._children: list[_Child] = []
+        self._by_id: dict[str, _Child] = {}
         self._events: deque[_Exit | _RestartDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
@@ -191,14 +192,15 @@ class Supervisor:
     async def start_child(self, spec: ChildSpec) -> ActorRef | Supervisor:
         """Add and start a child at run time; it is forgotten when this supervisor restarts."""
         async with self._lock:
-            if any(c.spec.id == spec.id for c in self._children):
+            if spec.id in self._by_id:
                 raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
             child = self._new_child(spec, dynamic=True)
             self._children.append(child)
+            self._by_id[spec.id] = child
             try:
                 await self._start(child)
             except Exception as exc:
-                self._children.remove(child)
+                self._forget(child)
                 child.runnable.terminate(exc)
                 raise ChildStartError(self.name, spec.id, exc) from exc
             return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
@@ -231,7 +233,7 @@ class Supervisor:
             child = self._find(child_id)
             if child.state not in (ChildState.STOPPED, ChildState.GAVE_UP):
                 raise ChildNotFoundError(f"child {child_id!r} of {self.name!r} is {child.state.value}")
-            self._children.remove(child)
+            self._forget(child)
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -265,6 +267,7 @@ class Supervisor:
         self._events.clear()
         self._restart_times.clear()
         self._children = [self._new_child(spec) for spec in self.spec.children]
+        self._by_id = {child.spec.id: child for child in self._children}
         failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -320,10 +323,10 @@ class Supervisor:
         return _Child(spec, runnable, dynamic)
 
     def _find(self, child_id: str) -> _Child:
-        for child in self._children:
-            if child.spec.id == child_id:
-                return child
-        raise ChildNotFoundError(f"supervisor {self.name!r} has no child {child_id!r}")
+        child = self._by_id.get(child_id)
+        if child is None:
+            raise ChildNotFoundError(f"supervisor {self.name!r} has no child {child_id!r}")
+        return child
 
     def _notify(self) -> None:
         wake = self._wake
@@ -372,6 +375,12 @@ class Supervisor:
                 await child.runnable.run(signal_started)
             except Exception as exc:
                 error = exc
+            except BaseException as exc:
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    raise
+                # SystemExit, KeyboardInterrupt, ...: caught here, before asyncio would stop the loop
+                # with it, so that the supervisor stops the others in order and then raises it
+                error = exc
         if scope.cancelled_caught and error is None:
             # trio.Cancelled cannot be constructed: the kill is reported as a stop
             error = ActorStoppedError(f"child {child.spec.id!r} was killed")
@@ -408,6 +417,11 @@ class Supervisor:
         child = event.child
         if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
             return
+        if event.error is not None and not isinstance(event.error, Exception):
+            # a BaseException ends the whole tree: the others stop in order, then it propagates
+            self._finish(child, event.error)
+            await self._stop_all()
+            raise event.error
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and event.error is None):
             self._finish(child, event.error)
@@ -415,6 +429,7 @@ class Supervisor:
         now = anyio.current_time()
         intensity = self.spec.intensity
         if intensity is not None and _over_intensity(self._restart_times, now, intensity):
+            self._finish(child, event.error)  # its watchers hear why it stopped for good
             await self._stop_all()
             gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
             gave_up.__cause__ = event.error
@@ -523,7 +538,11 @@ class Supervisor:
     def _finish(self, child: _Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
         child.state = state
         child.runnable.terminate(error)
-        if child.spec.restart is Restart.TEMPORARY and child in self._children:
-            self._children.remove(child)
+        if child.spec.restart is Restart.TEMPORARY and self._by_id.get(child.spec.id) is child:
+            self._forget(child)
+
+    def _forget(self, child: _Child) -> None:
+        self._children.remove(child)
+        del self._by_id[child.spec.id]
 
 

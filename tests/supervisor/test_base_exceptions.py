@@ -48,3 +48,32 @@ async def test_a_base_exception_in_the_block_stops_the_tree_and_leaves_as_itself
         async with open_supervisor([ChildSpec("a", Recording)]):
             raise Halt
     assert stopped == ["a"]
+
+
+@pytest.mark.parametrize("error", [Halt("from actor"), SystemExit(3)], ids=["custom", "system-exit"])
+async def test_a_base_exception_from_an_actor_stops_the_others_in_order_then_leaves_as_itself(
+    error: BaseException,
+) -> None:
+    stopped: list[str] = []
+
+    class Worker(Actor):
+        async def on_stop(self) -> None:
+            stopped.append(self.context.name)
+
+        async def receive(self, message: Any) -> None:
+            if message == "raise":
+                raise error
+
+    asked: list[BaseException] = []
+    with pytest.raises(type(error)) as raised:
+        async with open_supervisor([ChildSpec(n, Worker) for n in ("a", "k", "z")]) as root:
+            try:
+                await root.ref("k").ask("raise")
+            except BaseException as exc:
+                asked.append(exc)
+                raise
+    assert raised.value is error
+    assert asked == [error]
+    # k's incarnation ended with the exception (its on_stop does not run: it did not crash with an
+    # Exception); the others stop newest-first, each with its end hook
+    assert stopped == ["z", "a"]
