@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import anyio
 import attrs
 import pytest
-import trio
 from trio.testing import MockClock
 
 from actors import Actor, DeadLetter, DeadLetters
@@ -128,31 +127,6 @@ async def expect_failure(timeout: float = 10.0) -> NoReturn:
     cancels this wait; if it does not come within ``timeout`` seconds, the test fails (not hangs)."""
     await anyio.sleep(timeout)
     raise AssertionError(f"the supervisor did not fail within {timeout} s")
-
-
-#: how long one async test may run before it counts as hung: wall-clock seconds, or virtual seconds
-#: under a MockClock (where a test whose every task waits jumps straight to this deadline)
-WALL_CLOCK_LIMIT = 60.0
-VIRTUAL_TIME_LIMIT = 1e6
-
-
-def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Wrap an async test so that a regression that makes it wait forever fails it instead."""
-
-    @functools.wraps(test)
-    async def run_bounded(*args: Any, **kwargs: Any) -> None:
-        try:
-            virtual = isinstance(trio.lowlevel.current_clock(), MockClock)
-        except RuntimeError:  # not running on trio
-            virtual = False
-        limit = VIRTUAL_TIME_LIMIT if virtual else WALL_CLOCK_LIMIT
-        try:
-            with anyio.fail_after(limit):
-                await test(*args, **kwargs)
-        except TimeoutError as exc:
-            raise AssertionError(f"the test still waited after {limit} s: it hangs") from exc
-
-    return run_bounded
 
 
 def mock_clock() -> Any:
