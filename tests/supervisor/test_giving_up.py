@@ -1,4 +1,5 @@
-"""When a supervisor gives up, the child that tipped it over is reported with its own error."""
+"""When a supervisor gives up: the give-up listener hears of it, and the child that tipped it over is
+reported to its watchers with its own error."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ async def test_many_dynamic_children_are_added_and_found_by_id() -> None:
         assert len(root.which_children()) == 1999
         with pytest.raises(ValueError, match="already has a child 'c1'"):
             await root.start_child(ChildSpec("c1", Echo))
+
+
+async def test_the_give_up_listener_hears_a_nested_supervisor_and_then_the_root() -> None:
+    heard: list[tuple[str, str]] = []
+
+    def listener(name: str, error: RestartIntensityExceeded) -> None:
+        heard.append((name, repr(error.__cause__)))
+
+    mid = ChildSpec("mid", SupervisorSpec([ChildSpec("w", Fragile)], intensity=Intensity(0, 5.0)))
+    with pytest.raises(RestartIntensityExceeded):
+        async with open_supervisor([mid], intensity=Intensity(0, 5.0), on_give_up=listener) as root:
+            root.supervisor("mid").ref("w").tell_nowait("x")
+            await anyio.sleep_forever()
+    assert heard[0] == ("mid", "RuntimeError('fragile')")
+    assert heard[1][0] == "root"
+    assert "RestartIntensityExceeded" in heard[1][1]
