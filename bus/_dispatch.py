@@ -195,14 +195,6 @@ class Dispatcher:
         self._routes[event_type] = route
         return route
 
-    def routes(self, event: object) -> tuple[HandlerSlot, ...]:
-        """The handlers of ``event``'s type in registration order."""
-        return self.route(event).slots
-
-    def check_open(self) -> None:
-        if self.closed:
-            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
-
     # -- in-flight accounting, for drain() --------------------------------------------------------
 
     def done_one(self) -> None:
