@@ -199,9 +199,16 @@ class ActorCell:
                     self._redelivery = None
                 elif queue:
                     item = queue.popleft()
-                    attempt = 1
                     if mailbox._senders:  # a sender waits for room: let one in
                         mailbox.took_one()
+                    if attempt != 1:
+                        attempt = context.attempt = 1
+                    if type(item) is not Request:
+                        # the common case, kept short: a tell, first delivery
+                        await receive(item)
+                        item = None
+                        self.processed += 1
+                        continue
                 else:
                     await mailbox.wait_nonempty()
                     continue

@@ -84,7 +84,7 @@ class HandlerActor(Actor):
     async def receive(self, message: Any) -> Any:
         if len(message) == 2:  # emitted: count it done once processed, for drain()
             event, context = message
-            attempt = self.context.attempt
+            attempt = self._context.attempt
             if attempt != 1:
                 context = context.with_attempt(attempt)
             if self._plain:
