@@ -10,7 +10,11 @@ if TYPE_CHECKING:
 
 
 class ActorContext:
-    """What an actor knows of itself: its ref, its incarnation, the current delivery attempt."""
+    """What an actor knows of itself: its ref, its incarnation, the current delivery attempt.
+
+    ``attempt`` is the delivery attempt of the message being processed: 1, or 2, 3, ... when a message
+    that crashed the previous incarnation is redelivered (see ``Redelivery``).
+    """
 
     __slots__ = ("_cell", "attempt")
 

@@ -40,12 +40,15 @@ class TrioFuture:
         self._task: Any = None
 
     def done(self) -> bool:
+        """True once a result or an exception is set, or the waiter was cancelled."""
         return self._done
 
     def cancelled(self) -> bool:
+        """True when the waiter was cancelled before a result arrived."""
         return self._cancelled
 
     def result(self) -> Any:
+        """The result, or raise the exception that was set."""
         if not self._done:
             raise asyncio.InvalidStateError("result is not set")
         if self._error is not None:
@@ -53,6 +56,7 @@ class TrioFuture:
         return self._result
 
     def set_result(self, result: Any, /) -> None:
+        """Complete with ``result`` and wake the waiter."""
         if self._done:
             raise asyncio.InvalidStateError("future is already done")
         self._done = True
@@ -60,6 +64,7 @@ class TrioFuture:
         self._wake()
 
     def set_exception(self, exception: BaseException, /) -> None:
+        """Complete with ``exception`` (raised in the waiter) and wake it."""
         if self._done:
             raise asyncio.InvalidStateError("future is already done")
         self._done = True
