@@ -117,7 +117,8 @@ class Supervisor:
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
         self._stop_requested = False
-        self._running = False
+        #: "starting" (static children starting), "running" or "stopped"
+        self._phase = "stopped"
         self._tg: anyio.abc.TaskGroup | None = None
         self._lock = anyio.Lock()
         self._watchers: list[Callable[[Terminated], None]] = []
@@ -173,7 +174,7 @@ class Supervisor:
         return TreeSnapshot(
             self.name,
             "supervisor",
-            state or ("running" if self._running else "stopped"),
+            state or self._phase,
             0 if restarts is None else restarts,
             children=tuple(children),
         )
@@ -272,16 +273,18 @@ class Supervisor:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self._running = True
+                self._phase = "starting"
                 try:
                     async with self._lock:
                         await self._start_all()
+                    # "running" only once every static child has started
+                    self._phase = "running"
                     started()
                     await self._supervise()
                 except Exception as exc:
                     failure = exc
                 finally:
-                    self._running = False
+                    self._phase = "stopped"
                     tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # a BaseException (SystemExit, KeyboardInterrupt, ...) escaped a child: it ends this
