@@ -42,19 +42,7 @@ class EventBus:
 
     def _new_context(self, headers: Mapping[str, str] | None) -> MessageContext:
         parent = self._context
-        if parent is None:
-            return MessageContext.new(headers)
-        context = parent.caused()
-        if headers:
-            context = MessageContext(
-                context.message_id,
-                context.correlation_id,
-                context.causation_id,
-                context.timestamp,
-                1,
-                {**context.headers, **headers},
-            )
-        return context
+        return MessageContext.new(headers) if parent is None else parent.caused(headers)
 
     async def publish(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
@@ -66,11 +54,7 @@ class EventBus:
         if not route.slots:
             dispatcher.unrouted += 1
             return
-        context = (
-            MessageContext.new(headers)
-            if self._context is None and not headers
-            else self._new_context(headers)
-        )
+        context = self._new_context(headers)
         chain = CURRENT_CHAIN.get()
         if chain:
             await self._publish_nested(route.slots, event, context, chain)
@@ -117,12 +101,7 @@ class EventBus:
         if not route.slots:
             dispatcher.unrouted += 1
             return
-        delivery = (
-            event,
-            MessageContext.new(headers)
-            if self._context is None and not headers
-            else self._new_context(headers),
-        )
+        delivery = (event, self._new_context(headers))
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
                 break
@@ -172,12 +151,7 @@ class EventBus:
         if not mailboxes:
             dispatcher.unrouted += 1
             return
-        delivery = (
-            event,
-            MessageContext.new(headers)
-            if self._context is None and not headers
-            else self._new_context(headers),
-        )
+        delivery = (event, self._new_context(headers))
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
         for mailbox in mailboxes:
