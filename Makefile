@@ -1,5 +1,5 @@
 # actorbus: set-up and checks. Needs only python3 (>= 3.11) and access to PyPI.
-#   make test   lint (ruff + mypy) and the test suite
+#   make test   lint (ruff + mypy) and the test suite with branch coverage (fails under the floor)
 #   make lint   ruff + mypy only
 #   make demo   run examples/demo.py
 #   make bench  run every benchmarks/bench_*.py in turn
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict actors supervisor bus
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
