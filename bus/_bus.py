@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
-from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
+from actors import ActorStoppedError, Mailbox, MailboxFullError as ActorMailboxFullError
 from actors._errors import RequestDroppedError
 from actors._mailbox import Request
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
@@ -49,6 +49,8 @@ class EventBus:
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
+        if threading.get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("publish")
         route = dispatcher.route(event)
         dispatcher.published += 1
         if not route.slots:
@@ -96,6 +98,8 @@ class EventBus:
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
+        if threading.get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("emit")
         route = dispatcher.route(event)
         dispatcher.emitted += 1
         if not route.slots:
@@ -159,9 +163,20 @@ class EventBus:
 
     def _emit_from_thread(self, event: Event, headers: Mapping[str, str] | None) -> None:
         try:
+            token = anyio.lowlevel.current_token()
+        except Exception:  # noqa: BLE001 - no event loop runs in this thread: the expected case
+            token = None
+        if token is not None:
+            raise BusError(
+                "emit_nowait was called from another event loop than the bus's: a bus belongs "
+                "to the loop its BusTerminal runs in; hand the event over with "
+                "anyio.from_thread.run_sync(bus.emit_nowait, event) from a worker thread of "
+                "that loop, or run your code in it"
+            )
+        try:
             anyio.from_thread.run_sync(functools.partial(self.emit_nowait, event, headers=headers))
         except RuntimeError as exc:
-            if "worker thread" not in str(exc):
+            if "worker thread" not in str(exc) and "event loop" not in str(exc):
                 raise
             raise BusError(
                 "emit_nowait was called from a thread the bus does not know: call it from the "
@@ -174,6 +189,8 @@ class EventBus:
         Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
         terminal has no sink."""
         dispatcher = self._dispatcher
+        if threading.get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("sink")
         dispatcher.route(event)
         if not dispatcher.sinks:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
@@ -205,8 +222,35 @@ async def _ask(slot: HandlerSlot, request: Request) -> None:
     try:
         await request.reply
     except ActorStoppedError as exc:
-        if not mailbox.closed:
-            raise
-        raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+        if exc is slot.last_error:
+            raise  # the handler's own exception, raised as itself
+        if mailbox.closed:
+            raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+        raise HandlerStoppedError(
+            f"handler {slot.name!r} was stopped while it processed the event"
+        ) from exc
     except RequestDroppedError as exc:
         raise MailboxFullError(str(exc)) from None
+    except BaseException:
+        # the caller gave up (cancelled, timed out): a request still queued is withdrawn, so it
+        # never runs after its caller was told it failed; one already running completes
+        _withdraw(mailbox, request)
+        raise
+
+
+def _withdraw(mailbox: Mailbox, request: Request) -> None:
+    queue = mailbox.queue
+    for index, item in enumerate(queue):
+        if item is request:
+            del queue[index]
+            mailbox.took_one()  # a sender waiting for room may have it now
+            return
+
+
+def _foreign_thread(method: str) -> BusError:
+    return BusError(
+        f"bus.{method} was called from a thread that is not the bus's event loop: a bus belongs "
+        "to the loop its BusTerminal runs in. From a sync handler or another worker thread of "
+        f"that loop use anyio.from_thread.run(bus.{method}, event) (or bus.emit_nowait(event)); "
+        "from another thread or event loop, hand the event to the bus's loop yourself"
+    )

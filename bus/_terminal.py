@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -18,6 +18,7 @@ from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
 from bus._handler_actor import HandlerActor
 from bus._registry import MessageRegistry, merge_registries
+from bus._restarts import HandlerBackoff
 from bus._sink_actor import FLUSH, SinkActor
 from bus.sinks._base import Sink
 from supervisor import (
@@ -26,6 +27,7 @@ from supervisor import (
     ChildSpec,
     ChildStartError,
     Intensity,
+    Restart,
     Supervisor,
     SupervisorSpec,
     TreeSnapshot,
@@ -70,6 +72,7 @@ class BusTerminal:
         children: Sequence[ChildSpec] = (),
         shutdown_timeout: float = 10.0,
         name: str = "bus",
+        sync_handler_threads: int = 40,
     ) -> None:
         if not registries:
             registries = (MessageRegistry(),)
@@ -85,6 +88,11 @@ class BusTerminal:
         if not shutdown_timeout >= 0:
             raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
         self._shutdown_timeout = shutdown_timeout
+        if isinstance(sync_handler_threads, bool) or not isinstance(sync_handler_threads, int):
+            raise TypeError(f"sync_handler_threads must be an int, got {sync_handler_threads!r}")
+        if sync_handler_threads < 1:
+            raise ValueError(f"sync_handler_threads must be >= 1, got {sync_handler_threads!r}")
+        self._sync_handler_threads = sync_handler_threads
         self._name = name
         self._dispatcher: Dispatcher | None = None
         self._bus: EventBus | None = None
@@ -147,7 +155,14 @@ class BusTerminal:
         bases: tuple[type[Event], ...] = tuple(
             dict.fromkeys((*(r.event_base for r in self._registries), *NOTICE_EVENTS))
         )
-        dispatcher = Dispatcher(handlers, providers, bases, self._sinks, current_future_factory())
+        dispatcher = Dispatcher(
+            handlers,
+            providers,
+            bases,
+            self._sinks,
+            current_future_factory(),
+            anyio.CapacityLimiter(self._sync_handler_threads),
+        )
         bus = EventBus(dispatcher)
         dispatcher.bus = bus
         stack = AsyncExitStack()
@@ -241,10 +256,19 @@ class BusTerminal:
                 ChildSpec(
                     slot.name,
                     _factory(HandlerActor, slot, dispatcher),
+                    # transient: a handler that stops itself after a crash loop stays stopped
+                    restart=Restart.TRANSIENT,
                     shutdown=policy.shutdown_timeout,
                     mailbox=MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
                     redelivery=Redelivery(policy.retries, policy.retry_delay),
-                    intensity=Intensity(policy.max_restarts, policy.restart_period),
+                    backoff=HandlerBackoff(
+                        min=policy.restart_backoff,
+                        max=policy.restart_backoff_max,
+                        factor=policy.restart_backoff_factor,
+                        jitter=policy.restart_jitter,
+                        loop=slot.crash_loop,
+                        processed=_processed_count(slot),
+                    ),
                 )
             )
         return specs
@@ -258,13 +282,15 @@ class BusTerminal:
     def _handler_stopped(self, dispatcher: Dispatcher, slot: HandlerSlot) -> Any:
         def notify(notice: Terminated) -> None:
             dispatcher.release(slot)  # no restart will follow: drain() must not wait for one
-            if notice.error is None or dispatcher.closed or dispatcher.bus is None:
+            if dispatcher.closed:
                 return
-            reason = f"gave up after too many restarts: {describe_error(notice.error)}"
-            try:
-                dispatcher.bus.emit_nowait(HandlerStopped(slot.name, reason))
-            except Exception:  # noqa: BLE001 - a notice must never break the supervisor
+            if slot.stop_reason is not None:
+                reason = slot.stop_reason
+            elif notice.error is not None:
+                reason = f"gave up after too many restarts: {describe_error(notice.error)}"
+            else:
                 return
+            dispatcher.notify(HandlerStopped(slot.name, reason), about=slot.name)
 
         return notify
 
@@ -287,6 +313,13 @@ async def _flush_sink(slot: SinkSlot) -> None:
         except Exception:  # noqa: BLE001 - the storage failed this time; the actor restarts
             continue
         return
+
+
+def _processed_count(slot: HandlerSlot) -> Callable[[], int]:
+    def processed() -> int:
+        return 0 if slot.ref is None else slot.ref.statistics().processed
+
+    return processed
 
 
 def _factory(cls: Any, slot: HandlerSlot | SinkSlot, dispatcher: Dispatcher) -> Any:
