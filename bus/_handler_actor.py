@@ -180,8 +180,8 @@ class HandlerActor(Actor):
             else:
                 # a thread cannot be interrupted: when the actor is killed the thread is
                 # abandoned (it runs to completion in the background, its result ignored)
-                result = await anyio.to_thread.run_sync(
-                    functools.partial(self._func, *args, **kwargs),
+                (result,) = await anyio.to_thread.run_sync(
+                    functools.partial(_call_boxed, self._func, args, kwargs),
                     abandon_on_cancel=True,
                     limiter=self._dispatcher.sync_limiter,
                 )
@@ -222,3 +222,10 @@ def _foreign(exc: asyncio.CancelledError) -> bool:
     # a cancel scope around us (kill, shutdown, a publisher's timeout inline) cancels the task,
     # which counts it in cancelling() until it is uncancelled
     return task is None or task.cancelling() == 0
+
+
+def _call_boxed(
+    func: Any, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[object]:
+    # boxed: trio refuses a coroutine returned from a worker thread, and this one is awaited
+    return (func(*args, **kwargs),)

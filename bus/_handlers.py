@@ -356,8 +356,17 @@ def code_target(func: Callable[..., object]) -> Callable[..., object]:
 
 
 def is_async_callable(func: Callable[..., object]) -> bool:
-    """Whether calling ``func`` returns a coroutine (``async def``, also behind a partial)."""
-    return inspect.iscoroutinefunction(code_target(func))
+    """Whether calling ``func`` returns a coroutine: an ``async def``, also behind partials, as a
+    callable object's ``__call__``, or wrapped by ``functools.wraps`` decorators (``__wrapped__``
+    is followed), so that a plain ``def`` wrapper around an ``async def`` runs in the event loop."""
+    target = code_target(func)
+    if inspect.iscoroutinefunction(target):
+        return True
+    try:
+        unwrapped = inspect.unwrap(target)
+    except ValueError:  # a __wrapped__ cycle
+        return False
+    return unwrapped is not target and inspect.iscoroutinefunction(code_target(unwrapped))
 
 
 def signature_of(func: Callable[..., object], label: str) -> inspect.Signature:
