@@ -24,7 +24,7 @@ from bus._events import (
     describe_error,
 )
 from bus._handlers import RegisteredHandler
-from bus._log import notices_logger
+from bus._log import logger, notices_logger
 from bus._restarts import CrashLoop
 
 if TYPE_CHECKING:
@@ -251,10 +251,11 @@ class Dispatcher:
 
     def on_give_up(self, supervisor: str, error: BaseException) -> None:
         """A supervisor in the terminal's tree gave up: tell subscribers with ``SupervisorGaveUp``."""
-        if self.bus is None or self.closed:
-            return
         cause = error.__cause__
         text = describe_error(error) + (f" (last error: {describe_error(cause)})" if cause else "")
+        logger.error("supervisor %s gave up: %s", supervisor, text, extra={"supervisor": supervisor})
+        if self.closed:
+            return
         self.notify(SupervisorGaveUp(supervisor, text))
 
     def notify(self, notice: Event, about: str | None = None) -> None:

@@ -180,11 +180,24 @@ class HandlerActor(Actor):
             else:
                 # a thread cannot be interrupted: when the actor is killed the thread is
                 # abandoned (it runs to completion in the background, its result ignored)
-                (result,) = await anyio.to_thread.run_sync(
-                    functools.partial(_call_boxed, self._func, args, kwargs),
-                    abandon_on_cancel=True,
-                    limiter=self._dispatcher.sync_limiter,
-                )
+                try:
+                    (result,) = await anyio.to_thread.run_sync(
+                        functools.partial(_call_boxed, self._func, args, kwargs),
+                        abandon_on_cancel=True,
+                        limiter=self._dispatcher.sync_limiter,
+                    )
+                except anyio.get_cancelled_exc_class():
+                    handlers_logger.warning(
+                        "handler %s was cancelled while its sync code ran: its worker thread is "
+                        "abandoned and runs to completion in the background",
+                        self._slot.name,
+                        extra={
+                            "handler": self._slot.name,
+                            "message_id": context.message_id,
+                            "attempt": context.attempt,
+                        },
+                    )
+                    raise
             if inspect.isawaitable(result):
                 # a wrapper (a plain `def` decorator around an `async def`) returned the awaitable
                 await result
