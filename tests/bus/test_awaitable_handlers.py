@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from bus import BusTerminal, Event, MessageRegistry
@@ -34,18 +35,18 @@ seen: list[str] = []
 
 @logged
 async def wrapped(event: Noted, ctx: Any) -> None:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     seen.append(f"wrapped:{event.text}")
 
 
 async def tagged(tag: str, event: Noted, ctx: Any) -> None:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     seen.append(f"{tag}:{event.text}")
 
 
 class AsyncCallable:
     async def __call__(self, event: Noted, ctx: Any) -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         seen.append(f"object:{event.text}")
 
 

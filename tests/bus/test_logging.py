@@ -150,7 +150,7 @@ async def test_a_supervisor_that_gives_up_is_logged_at_error(caplog: pytest.LogC
     async with BusTerminal(MessageRegistry(), children=[workers]) as terminal:
         terminal.supervisor.supervisor("workers").ref("w").tell_nowait("x")
         with anyio.fail_after(10):
-            while not records(caplog, "bus", logging.ERROR):
+            while not records(caplog, "bus", logging.ERROR):  # noqa: ASYNC110 - a log record, no event
                 await anyio.sleep(0.01)
     (record,) = records(caplog, "bus", logging.ERROR)
     assert "workers" in record.getMessage()
