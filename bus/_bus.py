@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
 
@@ -20,13 +20,23 @@ if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
 
 
+E = TypeVar("E", bound=Event)
+
+
 @final
-class EventBus:
+class EventBus(Generic[E]):
     """Publish (awaited, in registration order), emit (fire-and-forget) and sink (durable) events.
 
     ``terminal.bus`` starts root messages; the bus a handler receives carries that handler's message
     context, so what it sends is causally linked (same ``correlation_id``, ``causation_id`` = the
     handled message's id). ``headers`` given to a call are added to the new message's context.
+
+    Generic in the events it carries, as Lihil's is (``EventBus[Any]``, ``EventBus[TodoEvent]``);
+    a handler parameter annotated ``EventBus`` or ``EventBus[...]`` receives the bus.
+
+    A bus belongs to the event loop its terminal runs in: every method called from another thread
+    or loop raises `BusError` saying what to use instead, except ``emit_nowait`` from a worker
+    thread of that loop (a sync handler's), which hops over to the loop.
     """
 
     __slots__ = ("_context", "_dispatcher")
@@ -44,7 +54,7 @@ class EventBus:
         parent = self._context
         return MessageContext.new(headers) if parent is None else parent.caused(headers)
 
-    async def publish(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    async def publish(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
@@ -93,7 +103,7 @@ class EventBus:
             finally:
                 waiter.waiting_on = None
 
-    async def emit(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    async def emit(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Queue ``event`` for each subscribed handler and return before they run. Awaits only for
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
@@ -134,7 +144,7 @@ class EventBus:
                 dispatcher.done_one()
                 raise
 
-    def emit_nowait(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    def emit_nowait(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """``emit`` without waiting: raises ``MailboxFullError`` (and queues nothing) when a
         subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``).
 
@@ -161,7 +171,7 @@ class EventBus:
         for mailbox in mailboxes:
             mailbox.put_nowait(delivery)
 
-    def _emit_from_thread(self, event: Event, headers: Mapping[str, str] | None) -> None:
+    def _emit_from_thread(self, event: E, headers: Mapping[str, str] | None) -> None:
         try:
             token = anyio.lowlevel.current_token()
         except Exception:  # noqa: BLE001 - no event loop runs in this thread: the expected case
@@ -183,7 +193,7 @@ class EventBus:
                 "event loop, or from a sync handler (which runs in an AnyIO worker thread)"
             ) from exc
 
-    async def sink(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    async def sink(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Hand ``event`` to every configured sink and return once each stored it durably.
 
         Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the

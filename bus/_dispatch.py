@@ -180,7 +180,7 @@ class Dispatcher:
         #: (sinks) never waits behind busy handlers
         self.sync_limiter = sync_limiter or anyio.CapacityLimiter(40)
         self.closed = True
-        self.bus: EventBus | None = None
+        self.bus: EventBus[Event] | None = None
         self._routes: dict[type, Route] = {}
         self.drain_waiters: list[OneShot] = []
         self.pending = 0

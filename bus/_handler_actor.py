@@ -67,7 +67,7 @@ class HandlerActor(Actor):
             self._give_up()
             return
         if self._stack is not None:
-            bus = EventBus(self._dispatcher)
+            bus: EventBus[Event] = EventBus(self._dispatcher)
             try:
                 self._deps = await open_dependencies(
                     self._spec, self._dispatcher.providers, self._stack, bus
@@ -173,7 +173,9 @@ class HandlerActor(Actor):
                 else:
                     await self._func(event)
                 return
-            bus = EventBus(self._dispatcher, context) if self._needs_bus else None
+            bus: EventBus[Event] | None = (
+                EventBus(self._dispatcher, context) if self._needs_bus else None
+            )
             args, kwargs = self._spec.arguments(event, context, bus, self._deps)
             if self._spec.is_async:
                 result = self._func(*args, **kwargs)

@@ -207,7 +207,8 @@ def injected_param(
 
     annotation = unwrap_annotated(hints[parameter.name])
     kind: ParamKind
-    if annotation is EventBus:
+    if annotation is EventBus or get_origin(annotation) is EventBus:  # EventBus[E] too
+        annotation = EventBus
         kind = "bus"
     elif annotation is MessageContext:
         kind = "context"
@@ -240,7 +241,7 @@ def _check_context_annotation(
 
     short = name.rsplit(".", 1)[-1]
     keyword = "async def" if is_async else "def"
-    if annotation is EventBus:
+    if annotation is EventBus or get_origin(annotation) is EventBus:
         what, example = "the bus", f"`{keyword} {short}(event, ctx, bus: EventBus)`"
     else:
         what = "dependencies"

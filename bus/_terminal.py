@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import attrs
@@ -35,6 +35,8 @@ from supervisor import (
 )
 
 #: restart backoff of a failing sink: quick first retry, capped, reset after a quiet minute
+E = TypeVar("E", bound=Event)
+
 SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60.0)
 
 
@@ -50,7 +52,7 @@ class BusStatistics:
     sunk: int
 
 
-class BusTerminal:
+class BusTerminal(Generic[E]):
     """Runs the bus: one supervised actor per handler, sink actors, and your own children.
 
     The tree::
@@ -63,11 +65,16 @@ class BusTerminal:
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
     in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
     sink) are raised from ``__aenter__`` as themselves.
+
+    Generic in the event base of its registries, as Lihil's is (``BusTerminal[TodoEvent]``).
+    ``sync_handler_threads`` (default 40) bounds how many sync (``def``) handlers run at once, each
+    in a worker thread of the terminal's own pool, apart from the threads the bus's own I/O (sinks)
+    uses, so busy sync handlers never starve it.
     """
 
     def __init__(
         self,
-        *registries: MessageRegistry,
+        *registries: MessageRegistry[E],
         sinks: Iterable[Sink] = (),
         children: Sequence[ChildSpec] = (),
         shutdown_timeout: float = 10.0,
@@ -75,7 +82,7 @@ class BusTerminal:
         sync_handler_threads: int = 40,
     ) -> None:
         if not registries:
-            registries = (MessageRegistry(),)
+            registries = (MessageRegistry(),)  # type: ignore[assignment]
         for registry in registries:
             if not isinstance(registry, MessageRegistry):
                 raise TypeError(f"BusTerminal takes MessageRegistry instances, got {registry!r}")
@@ -95,7 +102,7 @@ class BusTerminal:
         self._sync_handler_threads = sync_handler_threads
         self._name = name
         self._dispatcher: Dispatcher | None = None
-        self._bus: EventBus | None = None
+        self._bus: EventBus[E] | None = None
         self._root: Supervisor | None = None
         self._last_root: Supervisor | None = None
         self._stack: AsyncExitStack | None = None
@@ -103,7 +110,17 @@ class BusTerminal:
     # -- the running terminal ---------------------------------------------------------------------
 
     @property
-    def bus(self) -> EventBus:
+    def running(self) -> bool:
+        """True between a successful ``__aenter__`` and the start of ``__aexit__``."""
+        return self._bus is not None
+
+    @property
+    def has_run(self) -> bool:
+        """True once the terminal has been started (whether or not it still runs)."""
+        return self._last_root is not None
+
+    @property
+    def bus(self) -> EventBus[E]:
         """The root ``EventBus`` handle (its messages start new conversations)."""
         if self._bus is None:
             raise BusClosedError("the terminal is not running: use `async with BusTerminal(...)`")
@@ -146,7 +163,7 @@ class BusTerminal:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> BusTerminal:
+    async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise BusError("this BusTerminal is already running")
         handlers, providers = merge_registries(*self._registries)
@@ -163,8 +180,8 @@ class BusTerminal:
             current_future_factory(),
             anyio.CapacityLimiter(self._sync_handler_threads),
         )
-        bus = EventBus(dispatcher)
-        dispatcher.bus = bus
+        bus: EventBus[E] = EventBus(dispatcher)
+        dispatcher.bus = bus  # type: ignore[assignment]
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
