@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from threading import get_ident
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
@@ -59,7 +60,7 @@ class EventBus(Generic[E]):
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
-        if threading.get_ident() != dispatcher.loop_thread:
+        if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("publish")
         route = dispatcher.route(event)
         dispatcher.published += 1
@@ -108,7 +109,7 @@ class EventBus(Generic[E]):
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
-        if threading.get_ident() != dispatcher.loop_thread:
+        if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("emit")
         route = dispatcher.route(event)
         dispatcher.emitted += 1
@@ -151,7 +152,7 @@ class EventBus(Generic[E]):
         Thread-safe from a sync (``def``) handler's worker thread: there it hops to the event loop
         and returns once the event is queued."""
         dispatcher = self._dispatcher
-        if threading.get_ident() != dispatcher.loop_thread:
+        if get_ident() != dispatcher.loop_thread:
             self._emit_from_thread(event, headers)
             return
         route = dispatcher.route(event)
@@ -199,7 +200,7 @@ class EventBus(Generic[E]):
         Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
         terminal has no sink."""
         dispatcher = self._dispatcher
-        if threading.get_ident() != dispatcher.loop_thread:
+        if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("sink")
         dispatcher.route(event)
         if not dispatcher.sinks:
