@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-import threading
-from threading import get_ident
 from collections.abc import Mapping
+from threading import get_ident
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
 
-from actors import ActorStoppedError, Mailbox, MailboxFullError as ActorMailboxFullError
-from actors._errors import RequestDroppedError
+from actors import (
+    ActorStoppedError,
+    Mailbox,
+    MailboxFullError as ActorMailboxFullError,
+    RequestDroppedError,
+)
 from actors._mailbox import Request
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
 from bus._errors import BusError, HandlerStoppedError, MailboxFullError, SinkUnsetError

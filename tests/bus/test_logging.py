@@ -154,3 +154,27 @@ async def test_a_supervisor_that_gives_up_is_logged_at_error(caplog: pytest.LogC
                 await anyio.sleep(0.01)
     (record,) = records(caplog, "bus", logging.ERROR)
     assert "workers" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")],
+)
+async def test_a_notice_for_a_subscriber_stopped_for_good_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken_subscriber(letter: DeadLetter, ctx: Any) -> None:
+        raise Boom("cannot take dead letters")
+
+    async def poison(job: Job, ctx: Any) -> None:
+        raise Boom("poison")
+
+    registry = MessageRegistry()
+    registry.register(broken_subscriber, retries=0, max_restarts=1)
+    registry.register(poison, retries=0)
+    async with BusTerminal(registry) as terminal:
+        for n in range(3):  # two dead letters stop the subscriber; the third finds it stopped
+            await terminal.bus.emit(Job(n))
+            await terminal.drain()
+        assert not terminal.handler_ref(broken_subscriber.__qualname__).alive
+    undelivered = [r for r in records(caplog, "bus.notices", logging.WARNING) if "it is stopped" in r.getMessage()]
+    assert len(undelivered) == 1
+    assert undelivered[0].handler.endswith("broken_subscriber")  # type: ignore[attr-defined]
