@@ -34,9 +34,9 @@ from supervisor import (
     open_supervisor,
 )
 
-#: restart backoff of a failing sink: quick first retry, capped, reset after a quiet minute
 E = TypeVar("E", bound=Event)
 
+#: restart backoff of a failing sink: quick first retry, capped, reset after a quiet minute
 SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60.0)
 
 
@@ -59,7 +59,7 @@ class BusTerminal(Generic[E]):
 
         bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
-        ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
+        ├─ handlers (one_for_one; each handler restarts with backoff, stops on a crash loop)
         └─ your children (``children=[ChildSpec(...)]``)
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
