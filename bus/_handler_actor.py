@@ -100,6 +100,8 @@ class HandlerActor(Actor):
                 await self.handle(event, context)
             dispatcher = self._dispatcher
             dispatcher.pending -= 1
+            if type(message) is not tuple:  # a transport's delivery: acknowledge it upstream
+                message.settle()
             if dispatcher.pending <= 0 and dispatcher.drain_waiters:
                 dispatcher.wake_drainers()
         else:
