@@ -269,7 +269,9 @@ def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path, what:
             raise ServerError(f"{what} exited with code {code} at start:\n{_tail(log)}")
         if time.monotonic() > deadline:
             _stop(process, kill=True)
-            raise ServerError(f"{what} did not answer on port {port} in {START_TIMEOUT} s:\n{_tail(log)}")
+            raise ServerError(
+                f"{what} did not answer on port {port} in {START_TIMEOUT} s:\n{_tail(log)}"
+            )
         time.sleep(0.05)
 
 

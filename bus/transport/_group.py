@@ -51,13 +51,20 @@ class GroupState:
         if self.outstanding < self.transport.prefetch:
             self.room.set()
 
-    def dead(self, delivery: Delivery, reason: str, error: BaseException | None, attempts: int) -> None:
+    def dead(
+        self, delivery: Delivery, reason: str, error: BaseException | None, attempts: int
+    ) -> None:
         """The runtime gave up on ``delivery`` (its retries were exhausted, or it overflowed)."""
         event, context = delivery
         text = describe_error(error) if error is not None else ""
         self.to_dead.append(
             DeadRecord(
-                delivery.entry_id, delivery.envelope, self.name, reason, text, attempts,
+                delivery.entry_id,
+                delivery.envelope,
+                self.name,
+                reason,
+                text,
+                attempts,
                 context.message_id,
             )
         )

@@ -245,7 +245,9 @@ class RedisStreams(Transport):
         ``write_timeout`` seconds."""
         writer = self._live_writer()
         future = self._new_future()
-        writer.put(WriteItem(type(event).__type_name__.encode(), MSGPACK.encode(event, context), future))
+        writer.put(
+            WriteItem(type(event).__type_name__.encode(), MSGPACK.encode(event, context), future)
+        )
         try:
             with anyio.fail_after(self.write_timeout):
                 await future
@@ -393,7 +395,9 @@ class RedisStreams(Transport):
         if letter.reason in (DeadLetterReason.STOPPED, DeadLetterReason.KILLED):
             delivery.group.given_back(delivery)
             return
-        reason = "retries_exhausted" if letter.reason is DeadLetterReason.CRASHED else "mailbox_overflow"
+        reason = (
+            "retries_exhausted" if letter.reason is DeadLetterReason.CRASHED else "mailbox_overflow"
+        )
         delivery.group.dead(delivery, reason, letter.error, letter.attempts)
 
 

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 import anyio
+import msgspec
 import pytest
 import redis.asyncio as redis
 
@@ -97,3 +98,217 @@ def registry_handler_name(registry: MessageRegistry) -> str:
 
 async def _zero(count: Awaitable[int]) -> bool:
     return await count == 0
+
+
+async def test_a_base_class_handler_gets_subclass_events_and_skips_others(
+    redis_server: RedisServer,
+) -> None:
+    seen: list[Event] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_any_placed(event: Placed) -> None:
+        seen.append(event)
+
+    transport = RedisStreams(redis_server.url, namespace=namespace())
+    async with BusTerminal(registry, transport=transport) as terminal:
+        await terminal.bus.emit(Unrelated(1))
+        await terminal.bus.emit(PlacedOnline("o-2", 5, "web"))
+        terminal.bus.emit_nowait(Placed("o-3", 7))
+        await eventually(lambda: len(seen) == 2, "both Placed events arrived")
+        await eventually(
+            lambda: _zero(
+                pending_count(redis_server, transport.stream, registry_handler_name(registry))
+            ),
+            "every entry was acknowledged, the unrelated one included",
+        )
+    assert seen == [PlacedOnline("o-2", 5, "web"), Placed("o-3", 7)]
+    assert type(seen[0]) is PlacedOnline
+
+
+async def test_a_failing_entry_is_retried_then_dead_lettered_to_the_stream_and_locally(
+    redis_server: RedisServer,
+) -> None:
+    attempts: list[int] = []
+    letters: list[DeadLetter] = []
+    registry = MessageRegistry()
+
+    @registry.register(retries=2, retry_backoff=0.01, max_restarts=10)  # type: ignore[untyped-decorator]
+    async def always_fails(event: Placed, ctx: MessageContext) -> None:
+        attempts.append(ctx.attempt)
+        raise ValueError(f"declined {event.order}")
+
+    @registry
+    async def on_dead(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    transport = RedisStreams(redis_server.url, namespace=namespace())
+    async with BusTerminal(registry, transport=transport) as terminal:
+        await terminal.bus.emit(Placed("o-9", 1))
+        await eventually(lambda: len(letters) == 1, "a local DeadLetter")
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            await eventually(
+                lambda: _positive(client.xlen(transport.dead_stream)), "a dead-letter entry"
+            )
+            [(_, fields)] = await client.xrange(transport.dead_stream)
+            group = next(h.name for h in registry.handlers if "always_fails" in h.name)
+            await eventually(
+                lambda: _zero(pending_count(redis_server, transport.stream, group)),
+                "the dead-lettered entry was acknowledged",
+            )
+        finally:
+            await client.aclose()
+    assert attempts == [1, 2, 3]
+    letter = letters[0]
+    assert letter.event == Placed("o-9", 1)
+    assert letter.reason == "retries_exhausted"
+    assert "declined o-9" in letter.error
+    assert fields[b"handler"].decode().endswith("always_fails")
+    assert fields[b"reason"] == b"retries_exhausted"
+    assert b"declined o-9" in fields[b"error"]
+    assert fields[b"message_id"].decode() == letter.context.message_id
+    from bus import MSGPACK
+
+    assert MSGPACK.decode(fields[b"m"]) == (Placed("o-9", 1), letter.context)
+
+
+async def _positive(count: Awaitable[int]) -> bool:
+    return await count > 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        pytest.param(
+            {b"t": b"tests.transport.placed", b"m": b"\xc1garbage"}, "undecodable", id="garbage"
+        ),
+        pytest.param(
+            {
+                b"t": b"no.such.type",
+                b"m": msgspec.msgpack.encode(
+                    {"type": "no.such.type", "event": {"n": 1}, "context": MessageContext.new()}
+                ),
+            },
+            "unknown_type",
+            id="unknown-type",
+        ),
+        pytest.param({b"x": b"y"}, "undecodable", id="missing-fields"),
+    ],
+)
+async def test_an_entry_that_does_not_decode_is_dead_lettered_and_the_consumer_carries_on(
+    redis_server: RedisServer, fields: dict[bytes, bytes], reason: str
+) -> None:
+    seen: list[Placed] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_placed(event: Placed) -> None:
+        seen.append(event)
+
+    transport = RedisStreams(redis_server.url, namespace=namespace())
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        async with BusTerminal(registry, transport=transport) as terminal:
+            await client.xadd(transport.stream, fields)  # type: ignore[arg-type]
+            await terminal.bus.emit(Placed("after", 1))
+            await eventually(lambda: seen == [Placed("after", 1)], "the next entry was handled")
+            await eventually(lambda: _positive(client.xlen(transport.dead_stream)), "a dead entry")
+            await eventually(
+                lambda: _zero(
+                    pending_count(redis_server, transport.stream, registry_handler_name(registry))
+                ),
+                "nothing left pending",
+            )
+        [(_, dead)] = await client.xrange(transport.dead_stream)
+    finally:
+        await client.aclose()
+    assert dead[b"reason"] == reason.encode()
+    assert dead[b"error"]
+
+
+async def test_events_emitted_while_no_process_runs_the_handler_arrive_when_one_starts(
+    redis_server: RedisServer,
+) -> None:
+    seen: list[Placed] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_placed(event: Placed) -> None:
+        seen.append(event)
+
+    ns = namespace()
+    async with BusTerminal(registry, transport=RedisStreams(redis_server.url, namespace=ns)):
+        pass  # creates the handler's group
+    producer = MessageRegistry()  # a process that runs no handler
+    async with BusTerminal(producer, transport=RedisStreams(redis_server.url, namespace=ns)) as t:
+        for n in range(5):
+            await t.bus.emit(Placed(f"o-{n}", n))
+    assert seen == []
+    async with BusTerminal(registry, transport=RedisStreams(redis_server.url, namespace=ns)):
+        await eventually(lambda: len(seen) == 5, "the backlog was delivered")
+    assert seen == [Placed(f"o-{n}", n) for n in range(5)]
+
+
+async def test_two_processes_of_one_handler_share_the_load_each_event_once(
+    redis_server: RedisServer,
+) -> None:
+    seen: list[tuple[str, int]] = []
+    ns = namespace()
+
+    def build(label: str) -> MessageRegistry:
+        registry = MessageRegistry()
+
+        async def shared_handler(event: Placed) -> None:
+            seen.append((label, event.amount))
+            await anyio.sleep(0.001)
+
+        registry.register(shared_handler)
+        return registry
+
+    a = RedisStreams(redis_server.url, namespace=ns, batch_size=10, consumer="a")
+    b = RedisStreams(redis_server.url, namespace=ns, batch_size=10, consumer="b")
+    async with BusTerminal(build("a"), transport=a) as ta, BusTerminal(build("b"), transport=b):
+        for n in range(200):
+            ta.bus.emit_nowait(Placed("o", n))
+        await eventually(lambda: len(seen) >= 200, "every event handled")
+        await anyio.sleep(0.2)
+    assert sorted(n for _, n in seen) == list(range(200))
+    assert {label for label, _ in seen} == {"a", "b"}
+
+
+async def test_an_unreachable_redis_fails_the_start_naming_host_and_port() -> None:
+    port = free_port()
+    transport = RedisStreams(f"redis://127.0.0.1:{port}/0", connect_timeout=2.0)
+    with anyio.fail_after(WAIT):
+        with pytest.raises(TransportError, match=f"127.0.0.1:{port}"):
+            async with BusTerminal(MessageRegistry(), transport=transport):
+                pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_terminal_refuses_the_transport(redis_server: RedisServer) -> None:
+    transport = RedisStreams(redis_server.url)
+    with pytest.raises(TransportError, match="asyncio"):
+        async with BusTerminal(MessageRegistry(), transport=transport):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"url": "http://x"}, ValueError),
+        ({"namespace": ""}, ValueError),
+        ({"claim_idle": 0}, ValueError),
+        ({"claim_idle": "1"}, TypeError),
+        ({"max_len": 0}, ValueError),
+        ({"max_len": 1.5}, TypeError),
+        ({"batch_size": 0}, ValueError),
+    ],
+)
+def test_bad_options_are_refused_naming_them(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    args = {"url": "redis://127.0.0.1:1/0", **kwargs}
+    with pytest.raises(error, match=next(iter(kwargs))):
+        RedisStreams(**args)  # type: ignore[arg-type]
