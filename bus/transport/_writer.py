@@ -57,6 +57,7 @@ class WriterState:
                 self.empty = anyio.Event()
                 await self.empty.wait()
         if self.items:
+            self.transport.counts.lost_nowait += sum(1 for item in self.items if item.future is None)
             logger.error(
                 "%d emitted entries were not written to Redis at %s before stopping",
                 len(self.items),
