@@ -106,23 +106,27 @@ class ConsumerActor(Actor):
             return
         state = self._state
         transport = state.transport
-        await transport.settle(state)
         if transport.stopping:
+            await transport.settle(state)
             return
         now = anyio.current_time()
         entries: list[tuple[bytes, dict[bytes, bytes], int]] = []
         if now >= state.next_claim:
             state.next_claim = now + transport.claim_interval
+            await transport.settle(state)
             entries = await transport.claim(state.name)
         if not entries:
             if state.outstanding >= transport.prefetch:
+                await transport.settle(state)
                 state.room = anyio.Event()
                 with anyio.move_on_after(transport.block / 1000):
                     await state.room.wait()
                 self.context.ref.tell_nowait(POLL)
                 return
-            block = transport.block if state.outstanding == 0 and not state.to_ack else 20
-            entries = await transport.read(state.name, block)
+            # while entries are out, read without blocking long: their acknowledgements go
+            # with the next read
+            block = transport.block if state.outstanding == 0 else 20
+            entries = await transport.settle(state, read_block=block)
         await self._deliver(entries)
         self.context.ref.tell_nowait(POLL)
 
