@@ -35,20 +35,27 @@ class GroupState:
         self.name = slot.registered.spec.name
         self.to_ack: list[bytes] = []
         self.to_dead: list[DeadRecord] = []
-        self.outstanding = 0
+        #: ids of the entries out in the handler's mailbox (delivered, not yet settled)
+        self.out: set[bytes] = set()
         self.room = anyio.Event()
         self.next_claim = 0.0
+        #: where the next XAUTOCLAIM resumes its scan of the group's pending entries
+        self.claim_cursor: bytes | str = "0-0"
         #: type name -> delivered to this handler? (None: not an event class this process knows)
         self.accepts: dict[bytes, bool] = {}
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.out)
 
     def handled(self, delivery: Delivery) -> None:
         self.to_ack.append(delivery.entry_id)
         self.transport.counts.acknowledged += 1
-        self._returned()
+        self._returned(delivery)
 
-    def _returned(self) -> None:
-        self.outstanding -= 1
-        if self.outstanding < self.transport.prefetch:
+    def _returned(self, delivery: Delivery) -> None:
+        self.out.discard(delivery.entry_id)
+        if len(self.out) < self.transport.prefetch:
             self.room.set()
 
     def dead(
@@ -68,7 +75,7 @@ class GroupState:
                 context.message_id,
             )
         )
-        self._returned()
+        self._returned(delivery)
         self.dispatcher.done_one()
         bus = self.dispatcher.bus
         if bus is not None and not self.dispatcher.closed:
@@ -80,7 +87,7 @@ class GroupState:
     def given_back(self, delivery: Delivery) -> None:
         """The handler stopped with ``delivery`` queued: it stays pending in Redis, for a consumer
         to claim (or this one, at its next start, with the same consumer name)."""
-        self._returned()
+        self._returned(delivery)
         self.dispatcher.done_one()
 
     def undecodable(self, entry_id: bytes, envelope: bytes, reason: str, error: str) -> None:
@@ -114,7 +121,7 @@ class ConsumerActor(Actor):
         if now >= state.next_claim:
             state.next_claim = now + transport.claim_interval
             await transport.settle(state)
-            entries = await transport.claim(state.name)
+            entries = await transport.claim(state)
         if not entries:
             if state.outstanding >= transport.prefetch:
                 await transport.settle(state)
@@ -158,7 +165,7 @@ class ConsumerActor(Actor):
                 continue
             if count > retries + 1:
                 # delivered too often already, by consumers that died with it: no more attempts
-                state.outstanding += 1
+                state.out.add(entry_id)
                 state.dispatcher.pending += 1
                 state.dead(
                     make_delivery(event, context, state, entry_id, envelope),
@@ -169,7 +176,7 @@ class ConsumerActor(Actor):
                 continue
             if count > 1:
                 context = context.with_attempt(count)
-            state.outstanding += 1
+            state.out.add(entry_id)
             state.dispatcher.pending += 1
             transport.counts.delivered += 1
             await mailbox.put(make_delivery(event, context, state, entry_id, envelope))

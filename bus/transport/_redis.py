@@ -336,15 +336,39 @@ class RedisStreams(Transport):
         )
         return _entries(reply)
 
-    async def claim(self, group: str) -> list[tuple[bytes, dict[bytes, bytes], int]]:
-        """Entries idle past ``claim_idle`` in any consumer of ``group``, now ours, with their
-        delivery counts."""
+    async def claim(self, state: GroupState) -> list[tuple[bytes, dict[bytes, bytes], int]]:
+        """Entries idle past ``claim_idle`` in any consumer of the group, now ours, with their
+        delivery counts (XAUTOCLAIM, resuming where the last call stopped).
+
+        First, in the same round trip, a heartbeat: the entries this process holds in the
+        handler's mailbox are claimed again by us (XCLAIM JUSTID, which resets their idle time
+        without counting a delivery), so that a slow but live consumer keeps them."""
         client = self._client
+        group = state.name
         idle_ms = int(self.claim_idle * 1000)
-        reply = await client.xautoclaim(
-            self.stream, group, self.consumer, idle_ms, "0-0", count=self.batch_size
-        )
-        entries = [(e[0], e[1]) for e in reply[1] if e and e[1]]
+        async with client.pipeline(transaction=False) as pipe:
+            if state.out:
+                pipe.xclaim(self.stream, group, self.consumer, 0, list(state.out), justid=True)
+            pipe.xautoclaim(
+                self.stream,
+                group,
+                self.consumer,
+                idle_ms,
+                state.claim_cursor,
+                count=self.batch_size,
+            )
+            replies = await pipe.execute()
+        reply = replies[-1]
+        state.claim_cursor = reply[0]
+        entries = []
+        for entry in reply[1]:
+            if not entry:
+                continue
+            entry_id, fields = entry[0], entry[1]
+            if not fields:
+                state.to_ack.append(entry_id)  # trimmed or deleted meanwhile: nothing to deliver
+            elif entry_id not in state.out:  # ours and still in the mailbox: not a takeover
+                entries.append((entry_id, fields))
         if not entries:
             return []
         pending = await client.xpending_range(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -312,3 +313,66 @@ def test_bad_options_are_refused_naming_them(
     args = {"url": "redis://127.0.0.1:1/0", **kwargs}
     with pytest.raises(error, match=next(iter(kwargs))):
         RedisStreams(**args)  # type: ignore[arg-type]
+
+
+async def test_a_live_but_slow_consumers_backlog_is_not_taken_over_by_another(
+    redis_server: RedisServer,
+) -> None:
+    handled: list[tuple[str, int, int]] = []
+    ns = namespace()
+
+    def build(label: str) -> MessageRegistry:
+        registry = MessageRegistry()
+
+        async def slow_shared(event: Placed, ctx: MessageContext) -> None:
+            await anyio.sleep(0.05)
+            handled.append((label, event.amount, ctx.attempt))
+
+        registry.register(slow_shared)
+        return registry
+
+    # each consumer holds up to 20 entries, 1 s of work: twice claim_idle
+    options = {"namespace": ns, "batch_size": 10, "claim_idle": 0.5}
+    a = RedisStreams(redis_server.url, consumer="a", **options)  # type: ignore[arg-type]
+    b = RedisStreams(redis_server.url, consumer="b", **options)  # type: ignore[arg-type]
+    async with BusTerminal(build("a"), transport=a) as ta, BusTerminal(build("b"), transport=b):
+        for n in range(40):
+            ta.bus.emit_nowait(Placed("o", n))
+        await eventually(lambda: len(handled) >= 40, "every event handled")
+        await anyio.sleep(0.6)  # time for a wrongful takeover to show
+    assert sorted(n for _, n, _ in handled) == list(range(40))
+    assert all(attempt == 1 for _, _, attempt in handled)
+    assert a.statistics().claimed == b.statistics().claimed == 0
+
+
+async def test_while_redis_is_down_emit_fails_and_queued_emits_arrive_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    seen: list[int] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_placed(event: Placed) -> None:
+        seen.append(event.amount)
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        transport = RedisStreams(
+            server.url, namespace=namespace(), connect_timeout=2.0, write_timeout=2.0
+        )
+        async with BusTerminal(registry, transport=transport) as terminal:
+            await terminal.bus.emit(Placed("before", 1))
+            await eventually(lambda: seen == [1], "the first event handled")
+            await anyio.to_thread.run_sync(server.stop)
+            with anyio.fail_after(WAIT), pytest.raises(TransportError, match="127.0.0.1"):
+                await terminal.bus.emit(Placed("down", 2))
+            terminal.bus.emit_nowait(Placed("queued", 3))
+            await anyio.to_thread.run_sync(server.start)
+            await eventually(lambda: 3 in seen, "the queued event arrived after the restart")
+            await terminal.bus.emit(Placed("after", 4))
+            await eventually(lambda: 4 in seen, "processing resumed")
+        assert 2 not in seen
+        assert transport.statistics().lost_nowait == 0
+    finally:
+        server.stop()
