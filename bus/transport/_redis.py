@@ -295,27 +295,42 @@ class RedisStreams(Transport):
 
     async def trim(self) -> None:
         """Trim the stream towards ``max_len`` entries, never past the lowest entry that some group
-        has not acknowledged (pending) or not yet read."""
+        has not acknowledged (pending) or not yet read.
+
+        Costs about one entry read per entry removed: only entries below the groups' floor are
+        read, at most as many as are in excess."""
         client = self._client
         if self.max_len is None or client is None:
             return
         stream = self.stream
-        length = await client.xlen(stream)
-        excess = length - self.max_len
+        excess = await client.xlen(stream) - self.max_len
         if excess <= 0:
             return
-        head = await client.xrange(stream, "-", "+", count=excess + 1)
-        if len(head) <= excess:
-            return
-        floor = _parse_id(head[excess][0])
+        floor: tuple[int, int] | None = None
         for group in await client.xinfo_groups(stream):
             if group["pending"]:
                 summary = await client.xpending(stream, group["name"])
-                floor = min(floor, _parse_id(summary["min"]))
+                lowest = _parse_id(summary["min"])
             else:
                 ms, seq = _parse_id(group["last-delivered-id"])
-                floor = min(floor, (ms, seq + 1))
-        await client.xtrim(stream, minid=f"{floor[0]}-{floor[1]}", approximate=False)
+                lowest = (ms, seq + 1)
+            floor = lowest if floor is None else min(floor, lowest)
+        end = "+" if floor is None else f"({floor[0]}-{floor[1]}"
+        head = await client.xrange(
+            stream,
+            "-",
+            end,
+            count=excess + 1,
+        )
+        if not head:
+            return  # the oldest entry is not acknowledged by some group: nothing to remove
+        if len(head) > excess:
+            cut = head[excess][0]  # the first entry that max_len keeps
+        elif floor is not None:
+            cut = f"{floor[0]}-{floor[1]}"  # every entry below the floor goes
+        else:
+            return
+        await client.xtrim(stream, minid=cut, approximate=False)
 
     # -- consuming --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import hashlib
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,9 +39,16 @@ for _name in dir(contract):
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A PostgreSQL server on a free 127.0.0.1 port; fails (never skips) if it cannot start."""
-    with running_postgres(Path(tmp_path_factory.mktemp("postgres"))) as server:
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a free 127.0.0.1 port; fails (never skips) if it cannot start.
+
+    Its directory is not under pytest's temporary root: as root, PostgreSQL runs as another user,
+    who must traverse the path, and every pytest session on the machine resets that root to 0700.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="actorbus-postgres-") as tmp,
+        running_postgres(Path(tmp)) as server,
+    ):
         yield server
 
 

@@ -376,3 +376,34 @@ async def test_while_redis_is_down_emit_fails_and_queued_emits_arrive_once_it_is
         assert transport.statistics().lost_nowait == 0
     finally:
         server.stop()
+
+
+async def test_trimming_stops_at_the_lowest_pending_or_unread_entry_of_any_group(
+    redis_server: RedisServer,
+) -> None:
+    transport = RedisStreams(redis_server.url, namespace=namespace(), max_len=10)
+    stream = transport.stream
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        ids = [await client.xadd(stream, {b"n": str(n).encode()}) for n in range(100)]
+        await client.xgroup_create(stream, "pending", id="0")
+        await client.xreadgroup("pending", "c", {stream: ">"}, count=60)
+        await client.xack(stream, "pending", *ids[:30])  # 30..59 pending: the floor is ids[30]
+        await client.xgroup_create(stream, "read", id=ids[50])  # read up to 50, all acknowledged
+        await transport.open()
+        try:
+            await transport.trim()
+            assert (await client.xrange(stream, count=1))[0][0] == ids[30]
+            assert await client.xlen(stream) == 70
+            await client.xack(stream, "pending", *ids[30:60])  # now the floor is ids[51]
+            await transport.trim()
+            assert (await client.xrange(stream, count=1))[0][0] == ids[51]
+            await client.xgroup_destroy(stream, "read")
+            await client.xgroup_destroy(stream, "pending")
+            await transport.trim()  # no group left: down to max_len
+            assert await client.xlen(stream) == 10
+            assert (await client.xrange(stream, count=1))[0][0] == ids[90]
+        finally:
+            await transport.close()
+    finally:
+        await client.aclose()
