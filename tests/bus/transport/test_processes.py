@@ -243,3 +243,42 @@ async def test_a_redis_restart_loses_nothing_acknowledged(tmp_path: Path) -> Non
         finally:
             await client.aclose()
     assert groups[0]["pending"] == 0
+
+
+async def test_worker_processes_lose_nothing_acknowledged_across_a_redis_restart(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    namespace = f"restart-{secrets.token_hex(4)}"
+    total = 300
+    with running_redis(tmp_path / "redis") as server:
+        for name in ("r1", "r2"):
+            workers.append(
+                Worker(server.url, namespace, name, tmp_path / f"{name}.log", "--claim-idle", "2.0")
+            )
+        for worker in workers:
+            await anyio.to_thread.run_sync(worker.wait_ready)
+        acknowledged: list[int] = []
+        transport = RedisStreams(
+            server.url, namespace=namespace, connect_timeout=2.0, write_timeout=2.0
+        )
+        async with BusTerminal(MessageRegistry(), transport=transport) as producer:
+            for n in range(total):
+                if n == total // 2:
+                    await anyio.to_thread.run_sync(server.restart)  # AOF, fsync always
+                for _ in range(200):  # the producer retries what Redis did not take
+                    try:
+                        await producer.bus.emit(Job(n))
+                    except TransportError:
+                        await anyio.sleep(0.05)
+                        continue
+                    acknowledged.append(n)
+                    break
+
+        def all_handled() -> bool:
+            return {n for w in workers for _, n, _ in w.handled()} >= set(acknowledged)
+
+        await wait_for(all_handled, "every acknowledged emit handled by a worker")
+        for worker in workers:
+            worker.stop()
+        assert acknowledged == list(range(total))
+        assert all(worker.process.returncode == 0 for worker in workers)
