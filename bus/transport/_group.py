@@ -113,7 +113,10 @@ class ConsumerActor(Actor):
             return
         state = self._state
         transport = state.transport
-        if transport.stopping:
+        mailbox = state.slot.mailbox
+        if transport.stopping or mailbox is None or mailbox.closed:
+            # stopping, or the handler stopped for good: take nothing more, so that other
+            # consumers of the group get the entries
             await transport.settle(state)
             return
         now = anyio.current_time()
