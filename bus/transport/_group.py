@@ -43,6 +43,10 @@ class GroupState:
         self.claim_cursor: bytes | str = "0-0"
         #: type name -> delivered to this handler? (None: not an event class this process knows)
         self.accepts: dict[bytes, bool] = {}
+        #: set while the consumer is between two polls, so that a stopping terminal can wait for
+        #: the entries of a read in flight to reach the mailbox before it drains
+        self.between_polls = anyio.Event()
+        self.between_polls.set()
 
     @property
     def outstanding(self) -> int:
@@ -111,6 +115,14 @@ class ConsumerActor(Actor):
     async def receive(self, message: Any) -> None:
         if message is not POLL:
             return
+        state = self._state
+        state.between_polls = anyio.Event()
+        try:
+            await self._poll()
+        finally:
+            state.between_polls.set()
+
+    async def _poll(self) -> None:
         state = self._state
         transport = state.transport
         mailbox = state.slot.mailbox

@@ -227,8 +227,11 @@ class RedisStreams(Transport):
         return specs
 
     async def quiesce(self) -> None:
-        """Stop reading new entries: the terminal drains what its handlers hold."""
+        """Stop reading new entries, and return once no read is in flight: what the consumers
+        took is then in the handlers' mailboxes, for the terminal to drain."""
         self.stopping = True
+        for state in self._groups:
+            await state.between_polls.wait()
 
     async def flush(self) -> None:
         """Write what is settled: acknowledgements and dead letters; the writer's queue is

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 import redis.asyncio as redis
@@ -407,3 +408,31 @@ async def test_trimming_stops_at_the_lowest_pending_or_unread_entry_of_any_group
             await transport.close()
     finally:
         await client.aclose()
+
+
+async def test_stopping_the_terminal_acknowledges_everything_handled_and_leaves_no_duplicates(
+    redis_server: RedisServer,
+) -> None:
+    handled: list[int] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def steady(event: Placed) -> None:
+        await anyio.lowlevel.checkpoint()
+        handled.append(event.amount)
+
+    ns = namespace()
+    for round_ in range(3):  # stop while reading, three times over
+        before = len(handled)
+        async with BusTerminal(
+            registry, transport=RedisStreams(redis_server.url, namespace=ns, batch_size=20)
+        ) as terminal:
+            for n in range(100):
+                terminal.bus.emit_nowait(Placed("o", round_ * 1000 + n))
+            await eventually(lambda: len(handled) > before, "handling started")  # noqa: B023
+        group = registry_handler_name(registry)
+        assert await pending_count(redis_server, f"{ns}:events", group) == 0
+    async with BusTerminal(registry, transport=RedisStreams(redis_server.url, namespace=ns)):
+        await eventually(lambda: len(handled) == 300, "the rest handled")
+        await anyio.sleep(0.2)
+    assert len(handled) == len(set(handled)) == 300
