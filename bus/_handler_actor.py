@@ -86,7 +86,9 @@ class HandlerActor(Actor):
             event, context = message
             attempt = self._context.attempt
             if attempt != 1:
-                context = context.with_attempt(attempt)
+                # counted from the message's own attempt: 1 when emitted here, the delivery count
+                # for an entry a transport took over from a dead consumer
+                context = context.with_attempt(context.attempt + attempt - 1)
             if self._plain:
                 try:
                     if self._with_context:

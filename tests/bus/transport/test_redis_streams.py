@@ -13,7 +13,7 @@ import msgspec
 import pytest
 import redis.asyncio as redis
 
-from bus import BusTerminal, DeadLetter, Event, MessageContext, MessageRegistry
+from bus import MSGPACK, BusTerminal, DeadLetter, Event, MessageContext, MessageRegistry
 from bus.transport import RedisStreams, TransportError
 from tests.servers import RedisServer, free_port
 
@@ -170,8 +170,6 @@ async def test_a_failing_entry_is_retried_then_dead_lettered_to_the_stream_and_l
     assert fields[b"reason"] == b"retries_exhausted"
     assert b"declined o-9" in fields[b"error"]
     assert fields[b"message_id"].decode() == letter.context.message_id
-    from bus import MSGPACK
-
     assert MSGPACK.decode(fields[b"m"]) == (Placed("o-9", 1), letter.context)
 
 
@@ -436,3 +434,41 @@ async def test_stopping_the_terminal_acknowledges_everything_handled_and_leaves_
         await eventually(lambda: len(handled) == 300, "the rest handled")
         await anyio.sleep(0.2)
     assert len(handled) == len(set(handled)) == 300
+
+
+async def test_an_entry_taken_over_from_a_dead_consumer_carries_the_delivery_count(
+    redis_server: RedisServer,
+) -> None:
+    attempts: list[int] = []
+    registry = MessageRegistry()
+
+    @registry.register(retries=3, retry_backoff=0.01)  # type: ignore[untyped-decorator]
+    async def flaky(event: Placed, ctx: MessageContext) -> None:
+        attempts.append(ctx.attempt)
+        if len(attempts) == 1:
+            raise ValueError("first try here fails")
+
+    ns = namespace()
+    transport = RedisStreams(redis_server.url, namespace=ns, claim_idle=0.2)
+    group = registry_handler_name(registry)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        # a consumer that read the entry and died before handling it
+        await client.xgroup_create(transport.stream, group, id="0", mkstream=True)
+        await client.xadd(
+            transport.stream,
+            {
+                b"t": b"tests.transport.placed",
+                b"m": MSGPACK.encode(Placed("o", 1), MessageContext.new()),
+            },
+        )
+        await client.xreadgroup(group, "dead", {transport.stream: ">"}, count=10)
+        async with BusTerminal(registry, transport=transport):
+            await eventually(lambda: len(attempts) == 2, "taken over, failed once, then handled")
+            await eventually(
+                lambda: _zero(pending_count(redis_server, transport.stream, group)), "acknowledged"
+            )
+    finally:
+        await client.aclose()
+    assert attempts == [2, 3]
+    assert transport.statistics().claimed == 1
