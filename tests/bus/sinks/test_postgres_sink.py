@@ -166,3 +166,63 @@ async def test_every_event_acknowledged_before_a_kill_9_is_in_the_table(
     async with PostgresSink(postgres_server.dsn, table=table) as reader:
         stored = {event.row for event, _ in await reader.read()}  # type: ignore[attr-defined]
     assert set(acknowledged) <= stored
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dsn": b"postgresql://x@h/db"}, TypeError),
+        ({"connect_timeout": 0}, ValueError),
+    ],
+)
+def test_bad_options_are_refused_naming_them(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    args = {"dsn": "postgresql://x@127.0.0.1/db", **kwargs}
+    with pytest.raises(error, match=next(iter(kwargs))):
+        PostgresSink(**args)  # type: ignore[arg-type]
+
+
+async def test_a_dsn_with_a_port_that_is_not_a_number_fails_at_open_naming_it() -> None:
+    sink = PostgresSink("postgresql://postgres@127.0.0.1:http/postgres", connect_timeout=5)
+    with pytest.raises(SinkError, match="127.0.0.1"):
+        await sink.open()
+
+
+async def test_a_connection_lost_between_batches_is_opened_again(
+    postgres_server: PostgresServer, store: Path
+) -> None:
+    first, second = contract.sample_batch(), contract.sample_batch()
+    async with PostgresSink(postgres_server.dsn, table=table_for(store)) as sink:
+        await sink.write(first)
+        admin = await asyncpg.connect(postgres_server.dsn)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            )
+        finally:
+            await admin.close()
+        try:
+            # the client may or may not have seen the termination yet
+            await sink.write(second)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await sink.write(second)  # as the sink actor does: the same batch again
+        assert await sink.read() == first + second
+
+
+async def test_a_row_that_does_not_decode_is_named_by_read(
+    postgres_server: PostgresServer, store: Path
+) -> None:
+    table = table_for(store)
+    async with PostgresSink(postgres_server.dsn, table=table) as sink:
+        admin = await asyncpg.connect(postgres_server.dsn)
+        try:
+            await admin.execute(
+                f"INSERT INTO {table} (message_id, type, event, context) "
+                "VALUES ('broken-row', 'bus.DeadLetter', '{\"handler\": 1}', '{}')"
+            )
+        finally:
+            await admin.close()
+        with pytest.raises(SinkError, match="broken-row"):
+            await sink.read()
