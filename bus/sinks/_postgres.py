@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import anyio
 import msgspec
-import sniffio
 
+from bus._asyncio_only import require_asyncio
 from bus._codec import JSON
 from bus._errors import SinkError
 from bus._events import Event, MessageContext
@@ -88,13 +88,7 @@ class PostgresSink(Sink):
                 self._connection = await self._connect()
 
     async def _connect(self) -> Any:
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = "unknown"
-        if library != "asyncio":
-            msg = f"PostgresSink needs asyncio (asyncpg is asyncio-only), not {library}"
-            raise SinkError(msg)
+        require_asyncio("PostgresSink", SinkError)
         try:
             import asyncpg  # type: ignore[import-untyped]
         except ImportError as error:

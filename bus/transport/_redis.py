@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import anyio
 import attrs
-import sniffio
 
 from actors import DeadLetterReason
+from bus._asyncio_only import require_asyncio
 from bus._codec import MSGPACK
 from bus._errors import UnknownEventTypeError
 from bus._events import NOTICE_EVENTS, Event, MessageContext, event_class
@@ -150,15 +150,7 @@ class RedisStreams(Transport):
 
         Raises `TransportError` on trio (redis-py is asyncio-only), when redis-py is missing, or
         naming host and port when Redis cannot be reached."""
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = "unknown"
-        if library != "asyncio":
-            raise TransportError(
-                f"RedisStreams needs asyncio: Redis clients are asyncio-only, and this runs on "
-                f"{library}; run the terminal on asyncio (anyio.run(..., backend='asyncio'))"
-            )
+        require_asyncio("RedisStreams", TransportError)
         try:
             import redis.asyncio as redis
         except ImportError as error:
