@@ -121,6 +121,21 @@ class RedisServer:
             stderr=subprocess.STDOUT,
         )
         _wait_until_up(self.process, self.port, self.log, "redis-server")
+        # the port opens before the AOF is loaded (commands answer LOADING until then)
+        cli = redis_server_binary().with_name("redis-cli")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            pong = subprocess.run(
+                [str(cli), "-h", "127.0.0.1", "-p", str(self.port), "ping"],
+                capture_output=True,
+                check=False,
+            )
+            if pong.stdout.strip() == b"PONG":
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                _stop(self.process, kill=True)
+                raise ServerError(f"redis-server never answered PING:\n{_tail(self.log)}")
+            time.sleep(0.05)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server (SIGKILL with ``kill``), waiting for the process to end."""
@@ -255,6 +270,28 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
             )
         _wait_until_up(self.process, self.port, self.log, "postgres")
+        # the port opens before the server accepts sessions ("the database system is starting up")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            ready = subprocess.run(
+                [
+                    str(binaries / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                _stop(self.process, kill=True)
+                raise ServerError(f"postgres never accepted sessions:\n{_tail(self.log)}")
+            time.sleep(0.05)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server (fast shutdown, or SIGKILL with ``kill``)."""
