@@ -25,6 +25,8 @@ from tests.servers import RedisServer, running_redis
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[3]
+#: the consumer group of the worker's handler (worker.py run as __main__)
+GROUP = "__main__.build.<locals>.handle_job"
 WAIT = 40.0
 
 
@@ -101,7 +103,8 @@ async def test_a_killed_workers_pending_entries_are_taken_over_and_every_event_i
 ) -> None:
     namespace = f"kill-{secrets.token_hex(4)}"
     total = 600
-    for name in ("w1", "w2", "w3"):
+    for name, delay in (("w1", "0.02"), ("w2", "0.004"), ("w3", "0.004")):
+        # the victim is the slowest: it always holds a backlog it has not acknowledged
         workers.append(
             Worker(
                 redis_server.url,
@@ -109,7 +112,7 @@ async def test_a_killed_workers_pending_entries_are_taken_over_and_every_event_i
                 name,
                 tmp_path / f"{name}.log",
                 "--delay",
-                "0.004",
+                delay,
                 "--claim-idle",
                 "1.0",
                 "--max-len",
@@ -120,14 +123,35 @@ async def test_a_killed_workers_pending_entries_are_taken_over_and_every_event_i
         await anyio.to_thread.run_sync(worker.wait_ready)
     victim = workers[0]
     transport = RedisStreams(redis_server.url, namespace=namespace, max_len=100)
-    async with BusTerminal(MessageRegistry(), transport=transport) as producer:
-        for n in range(total):
-            await producer.bus.emit(Job(n))
-            if n == total // 3:
-                # mid-stream: the victim has handled some and holds more, unacknowledged
-                await wait_for(lambda: len(victim.handled()) >= 20, "the victim handled some")
-                victim.process.send_signal(signal.SIGKILL)
-                victim.process.wait()
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def victim_holds_entries() -> bool:
+        pending = await client.xpending_range(
+            f"{namespace}:events", GROUP, "-", "+", 1, consumername="w1"
+        )
+        return bool(pending) and len(victim.handled()) >= 5
+
+    async def kill_the_victim_mid_stream() -> None:
+        with anyio.fail_after(WAIT):
+            while True:
+                if await victim_holds_entries():
+                    break
+                await anyio.sleep(0.005)
+        victim.process.send_signal(signal.SIGKILL)
+        await anyio.to_thread.run_sync(victim.process.wait)
+
+    try:
+        async with (
+            BusTerminal(MessageRegistry(), transport=transport) as producer,
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(kill_the_victim_mid_stream)
+            for n in range(total):
+                await producer.bus.emit(Job(n))
+                if n % 20 == 19:
+                    await anyio.sleep(0.01)  # a steady stream, while the victim is killed
+    finally:
+        await client.aclose()
 
     def everything_handled() -> bool:
         return {n for w in workers for _, n, _ in w.handled()} == set(range(total))
@@ -149,7 +173,8 @@ async def test_a_killed_workers_pending_entries_are_taken_over_and_every_event_i
     assert len(duplicates) <= 20 + 10
     client = redis.Redis.from_url(redis_server.url)
     try:
-        group = (await client.xinfo_groups(f"{namespace}:events"))[0]
+        (group,) = await client.xinfo_groups(f"{namespace}:events")
+        assert group["name"].decode() == GROUP
         assert group["pending"] == 0
         # trimmed towards max_len while never dropping what was pending
         assert await client.xlen(f"{namespace}:events") <= total
