@@ -57,7 +57,12 @@ class BusTerminal:
         bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
         ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
-        └─ your children (``children=[ChildSpec(...)]``)
+        ├─ your children (``children=[ChildSpec(...)]``)
+        └─ transport (with ``transport=``: its writer and one consumer per handler, restarted with
+           backoff; started last and stopped first)
+
+    With ``transport=`` (e.g. ``bus.transport.RedisStreams``), ``emit`` and ``emit_nowait`` go
+    through it to the handlers of every process; ``publish`` and ``sink`` stay in this process.
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
     in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
