@@ -371,14 +371,14 @@ class RedisStreams(Transport):
         reply = replies[-1]
         state.claim_cursor = reply[0]
         entries = []
+        vanished = False
         for entry in reply[1]:
-            if not entry:
-                continue
-            entry_id, fields = entry[0], entry[1]
-            if not fields:
-                state.to_ack.append(entry_id)  # trimmed or deleted meanwhile: nothing to deliver
-            elif entry_id not in state.out:  # ours and still in the mailbox: not a takeover
-                entries.append((entry_id, fields))
+            if not entry or entry[0] is None or not entry[1]:
+                vanished = True  # deleted from the stream while pending (not by our trimming)
+            elif entry[0] not in state.out:  # ours and still in the mailbox: not a takeover
+                entries.append((entry[0], entry[1]))
+        if vanished:
+            await self._forget_vanished(state, {entry_id for entry_id, _ in entries})
         if not entries:
             return []
         pending = await client.xpending_range(
@@ -388,6 +388,31 @@ class RedisStreams(Transport):
         self.counts.claimed += len(entries)
         logger.info("consumer %s took over %d entries of %s", self.consumer, len(entries), group)
         return [(entry_id, fields, counts.get(entry_id, 2)) for entry_id, fields in entries]
+
+    async def _forget_vanished(self, state: GroupState, claimed: set[bytes]) -> None:
+        """Acknowledge the pending entries now ours that no longer exist in the stream: Redis 6.2
+        claims them without saying which they are, and they would be claimed for ever."""
+        client = self._client
+        pending = await client.xpending_range(
+            self.stream, state.name, "-", "+", 1000, self.consumer
+        )
+        candidates = [
+            p["message_id"]
+            for p in pending
+            if p["message_id"] not in claimed and p["message_id"] not in state.out
+        ]
+        if not candidates:
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for entry_id in candidates:
+                pipe.xrange(self.stream, entry_id, entry_id)
+            found = await pipe.execute()
+        gone = [entry_id for entry_id, rows in zip(candidates, found, strict=True) if not rows]
+        if gone:
+            logger.warning(
+                "%d pending entries of %s were deleted from the stream", len(gone), state.name
+            )
+            state.to_ack.extend(gone)
 
     async def settle(
         self, state: GroupState, read_block: int | None = None

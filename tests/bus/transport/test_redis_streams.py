@@ -472,3 +472,41 @@ async def test_an_entry_taken_over_from_a_dead_consumer_carries_the_delivery_cou
         await client.aclose()
     assert attempts == [2, 3]
     assert transport.statistics().claimed == 1
+
+
+async def test_a_pending_entry_deleted_from_the_stream_is_acknowledged_not_claimed_for_ever(
+    redis_server: RedisServer,
+) -> None:
+    seen: list[Placed] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_placed(event: Placed) -> None:
+        seen.append(event)
+
+    transport = RedisStreams(redis_server.url, namespace=namespace(), claim_idle=0.2)
+    group = registry_handler_name(registry)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        await client.xgroup_create(transport.stream, group, id="0", mkstream=True)
+        ids = [
+            await client.xadd(
+                transport.stream,
+                {
+                    b"t": b"tests.transport.placed",
+                    b"m": MSGPACK.encode(Placed(o, 1), MessageContext.new()),
+                },
+            )
+            for o in ("kept", "deleted")
+        ]
+        await client.xreadgroup(group, "dead", {transport.stream: ">"}, count=10)
+        await client.xdel(transport.stream, ids[1])
+        async with BusTerminal(registry, transport=transport):
+            await eventually(lambda: len(seen) == 1, "the remaining entry taken over")
+            await eventually(
+                lambda: _zero(pending_count(redis_server, transport.stream, group)),
+                "the deleted one acknowledged",
+            )
+    finally:
+        await client.aclose()
+    assert seen == [Placed("kept", 1)]
