@@ -131,6 +131,12 @@ async def reconcile(dsn: str, orders: int, deadline: float) -> dict[str, int]:
             print(
                 f"  {worker}: {per_worker[worker]} orders, {taken_over[worker]} taken over from w2"
             )
+    duplicated = {order for order, count in per_order.items() if count > 1}
+    by_w2 = {int(row["order_n"]) for row in rows if row["worker"] == "w2"}
+    print(
+        f"  duplicates: {len(duplicated)} orders, all handled by w2 before it died "
+        f"(not yet acknowledged): {duplicated <= by_w2}"
+    )
     return {
         "emitted": orders,
         "handled": len(per_order),
