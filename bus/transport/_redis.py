@@ -151,6 +151,8 @@ class RedisStreams(Transport):
         Raises `TransportError` on trio (redis-py is asyncio-only), when redis-py is missing, or
         naming host and port when Redis cannot be reached."""
         require_asyncio("RedisStreams", TransportError)
+        if self._client is not None:
+            raise TransportError(f"{self!r} is already open: give each terminal its own")
         try:
             import redis.asyncio as redis
         except ImportError as error:

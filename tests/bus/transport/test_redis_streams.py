@@ -510,3 +510,13 @@ async def test_a_pending_entry_deleted_from_the_stream_is_acknowledged_not_claim
     finally:
         await client.aclose()
     assert seen == [Placed("kept", 1)]
+
+
+async def test_one_transport_cannot_serve_two_running_terminals(redis_server: RedisServer) -> None:
+    transport = RedisStreams(redis_server.url, namespace=namespace())
+    async with BusTerminal(MessageRegistry(), transport=transport):
+        with pytest.raises(TransportError, match="already open"):
+            async with BusTerminal(MessageRegistry(), transport=transport):
+                pass
+    async with BusTerminal(MessageRegistry(), transport=transport) as terminal:  # reusable after
+        await terminal.bus.emit(Placed("again", 1))
