@@ -116,6 +116,11 @@ class EventBus(Generic[E]):
             raise _foreign_thread("emit")
         route = dispatcher.route(event)
         dispatcher.emitted += 1
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            # to the handlers of every process, this one's included, through the transport
+            await transport.emit(event, self._new_context(headers))
+            return
         if not route.slots:
             dispatcher.unrouted += 1
             return
@@ -159,6 +164,11 @@ class EventBus(Generic[E]):
             self._emit_from_thread(event, headers)
             return
         route = dispatcher.route(event)
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            dispatcher.emitted += 1
+            transport.emit_nowait(event, self._new_context(headers))
+            return
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
                 full = route.first_full()

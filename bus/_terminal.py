@@ -21,6 +21,7 @@ from bus._registry import MessageRegistry, merge_registries
 from bus._restarts import HandlerBackoff
 from bus._sink_actor import FLUSH, SinkActor
 from bus.sinks._base import Sink
+from bus.transport._base import Transport
 from supervisor import (
     INFINITY,
     Backoff,
@@ -60,7 +61,12 @@ class BusTerminal(Generic[E]):
         bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
         ├─ handlers (one_for_one; each handler restarts with backoff, stops on a crash loop)
-        └─ your children (``children=[ChildSpec(...)]``)
+        ├─ your children (``children=[ChildSpec(...)]``)
+        └─ transport (with ``transport=``: its writer and one consumer per handler, restarted with
+           backoff; started last and stopped first)
+
+    With ``transport=`` (e.g. ``bus.transport.RedisStreams``), ``emit`` and ``emit_nowait`` go
+    through it to the handlers of every process; ``publish`` and ``sink`` stay in this process.
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
     in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
@@ -80,6 +86,7 @@ class BusTerminal(Generic[E]):
         shutdown_timeout: float = 10.0,
         name: str = "bus",
         sync_handler_threads: int = 40,
+        transport: Transport | None = None,
     ) -> None:
         if not registries:
             registries = (MessageRegistry(),)  # type: ignore[assignment]
@@ -92,6 +99,9 @@ class BusTerminal(Generic[E]):
             if not isinstance(sink, Sink):
                 raise TypeError(f"sinks must be bus.sinks.Sink instances, got {sink!r}")
         self._children = tuple(children)
+        if transport is not None and not isinstance(transport, Transport):
+            raise TypeError(f"transport must be a bus.transport.Transport, got {transport!r}")
+        self._transport = transport
         if not shutdown_timeout >= 0:
             raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
         self._shutdown_timeout = shutdown_timeout
@@ -192,6 +202,10 @@ class BusTerminal(Generic[E]):
             for sink in self._sinks:
                 await sink.open()
                 stack.push_async_callback(sink.close)
+            if self._transport is not None:
+                # before the tree: an unreachable server fails the start as itself
+                await self._transport.open()
+                stack.push_async_callback(self._transport.close)
             # sinks start first and stop last: handlers may sink until they stop. Supervisors wait
             # for their children, each of which is bounded by its own shutdown timeout.
             children = (
@@ -228,6 +242,8 @@ class BusTerminal(Generic[E]):
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
             root.dead_letters.subscribe(dispatcher.on_dead_letter)
+            if self._transport is not None:
+                await self._start_transport(self._transport, dispatcher, root)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -251,10 +267,28 @@ class BusTerminal(Generic[E]):
             self._bus = None
             self._root = None
 
+    async def _start_transport(
+        self, transport: Transport, dispatcher: Dispatcher, root: Supervisor
+    ) -> None:
+        # Started last, as a dynamic child, so it stops first: consumers find the handlers'
+        # mailboxes in place, and stop feeding them before the handlers stop.
+        root.dead_letters.subscribe(transport.on_dead_letter)
+        spec = SupervisorSpec(transport.child_specs(dispatcher), intensity=None)
+        try:
+            await root.start_child(ChildSpec("transport", spec, shutdown=INFINITY))
+        except ChildStartError as exc:
+            raise _start_cause(exc) from None
+        dispatcher.transport = transport
+
     async def _close(self, dispatcher: Dispatcher) -> None:
         try:
             with anyio.move_on_after(self._shutdown_timeout):
+                if dispatcher.transport is not None:
+                    # no new entries while the handlers finish what they hold
+                    await dispatcher.transport.quiesce()
                 await dispatcher.drained()
+                if dispatcher.transport is not None:
+                    await dispatcher.transport.flush()
                 # then what the handlers and callers handed to the sinks: a `sink` call accepted
                 # while the bus ran is stored, not failed with BusClosedError by the sinks' stop
                 for slot in dispatcher.sinks:
