@@ -111,7 +111,9 @@ def _check_counts(
         if not ok:
             why = "was dead-lettered" if letter is not None else "was never handled successfully"
             problem = f"{send.sender}[{send.seq}] {why} by {_short(name)}"
-            raise DeliveryAssertionError(guarantee, problem, [send, *got, *([letter] if letter else [])])
+            raise DeliveryAssertionError(
+                guarantee, problem, [send, *got, *([letter] if letter else [])]
+            )
         if exactly and len(ok) > 1:
             problem = f"{_short(name)} handled {send.sender}[{send.seq}] {len(ok)} times"
             raise DeliveryAssertionError(guarantee, problem, [send, *ok[:2]])
@@ -251,7 +253,11 @@ def assert_nothing_after_stop(recorder: Recorder, handler: HandlerRef = None) ->
     for entry in recorder.entries:
         if isinstance(entry, Notice) and entry.kind == "stopped":
             stopped.setdefault(entry.handler, entry)
-        elif isinstance(entry, Delivery) and entry.handler in stopped and names in (None, entry.handler):
+        elif (
+            isinstance(entry, Delivery)
+            and entry.handler in stopped
+            and names in (None, entry.handler)
+        ):
             notice = stopped[entry.handler]
             problem = f"{_short(entry.handler)} got a delivery after it stopped"
             raise DeliveryAssertionError("nothing after stop", problem, [notice, entry])
@@ -274,4 +280,3 @@ def assert_delivery_guarantees(
 
 def _short(handler: str) -> str:
     return handler.rsplit(".", 1)[-1]
-

@@ -91,4 +91,6 @@ class FaultPlan:
         return len(self.faults)
 
     def __repr__(self) -> str:
-        return f"FaultPlan.of([{', '.join(str(f) for f in self)}])" if self.faults else "FaultPlan()"
+        return (
+            f"FaultPlan.of([{', '.join(str(f) for f in self)}])" if self.faults else "FaultPlan()"
+        )

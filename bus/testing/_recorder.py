@@ -62,7 +62,9 @@ class Recorder:
     `MockClock` with the same inputs, the same order.
     """
 
-    def __init__(self, *registries: MessageRegistry, faults: FaultPlan | Iterable[Fault] = ()) -> None:
+    def __init__(
+        self, *registries: MessageRegistry, faults: FaultPlan | Iterable[Fault] = ()
+    ) -> None:
         """Wrap the handlers of ``registries`` (at least one); ``faults`` is applied to them."""
         if not registries:
             raise TypeError("Recorder needs at least one MessageRegistry")
@@ -217,6 +219,16 @@ class Recorder:
         """The bus's notices (``"dead_letter"``, ``"restarted"``, ``"stopped"``), in order."""
         return [e for e in self.entries if isinstance(e, Notice) and kind in (None, e.kind)]
 
+    def with_entries(self, entries: Iterable[Entry]) -> Recorder:
+        """A copy of this recorder (same handlers, no terminal) whose record is ``entries``,
+        renumbered in the given order: to check an edited record, or your own assertions."""
+        copy = object.__new__(Recorder)
+        copy.__dict__.update(self.__dict__)
+        copy._lock = threading.Lock()
+        copy._terminal = None
+        copy._entries = [attrs.evolve(entry, index=i) for i, entry in enumerate(entries)]
+        return copy
+
     def unexpected_errors(self) -> list[Delivery]:
         """Deliveries that raised something neither injected nor allowed (`allow_errors`)."""
         return [
@@ -239,7 +251,9 @@ class Recorder:
             self._seqs[sender] = seq + 1
         return seq
 
-    def _start(self, name: str, event: Event, context: MessageContext) -> tuple[Delivery, Fault | None]:
+    def _start(
+        self, name: str, event: Event, context: MessageContext
+    ) -> tuple[Delivery, Fault | None]:
         headers = context.headers
         sender = headers.get(SENDER_HEADER, "")
         seq = int(headers.get(SEQ_HEADER, "-1")) if sender else -1
@@ -255,7 +269,11 @@ class Recorder:
             )
             self._entries.append(delivery)
         fault = self._faults.get(name, number)
-        return delivery, (fault if fault is not None and (fault.kind == "slow" or fault.raises_on(attempt)) else None)
+        return delivery, (
+            fault
+            if fault is not None and (fault.kind == "slow" or fault.raises_on(attempt))
+            else None
+        )
 
     def _finish(self, delivery: Delivery, error: BaseException | None) -> None:
         with self._lock:
@@ -284,7 +302,9 @@ class Recorder:
         bus_params = tuple(p.name for p in spec.params if p.kind == "bus")
         recorder = self
 
-        def call_args(event: Event, context: MessageContext, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        def call_args(
+            event: Event, context: MessageContext, kwargs: dict[str, Any]
+        ) -> tuple[Any, ...]:
             for param in bus_params:
                 kwargs[param] = SendingBus(kwargs[param], recorder, name)
             return (event, context) if positional_context else (event,)
@@ -362,9 +382,13 @@ class Recorder:
                     )
                 )
             elif isinstance(notice, HandlerStopped):
-                recorder._append(lambda i: Notice(i, "stopped", notice.handler, notice, "", notice.reason))
+                recorder._append(
+                    lambda i: Notice(i, "stopped", notice.handler, notice, "", notice.reason)
+                )
             else:
-                recorder._append(lambda i: Notice(i, "restarted", notice.handler, notice, "", notice.error))
+                recorder._append(
+                    lambda i: Notice(i, "restarted", notice.handler, notice, "", notice.error)
+                )
 
         record_notice.__module__ = "bus.testing"
         record_notice.__qualname__ = record_notice.__name__ = f"recorder_{_notice_handlers}_notices"
