@@ -196,15 +196,6 @@ def assert_causal_order(recorder: Recorder, handler: HandlerRef = None) -> None:
         if context.causation_id is not None:
             causes.setdefault(context.message_id, context.causation_id)
         first.setdefault(delivery.message_id, delivery)
-    for delivery in deliveries:
-        cause = causes.get(delivery.message_id)
-        started = first.get(cause) if cause is not None else None
-        if started is not None and started.index > delivery.index:
-            problem = (
-                f"message {delivery.message_id[-6:]} was delivered before its cause "
-                f"{started.message_id[-6:]} was delivered anywhere"
-            )
-            raise DeliveryAssertionError("causal order", problem, [delivery, started])
     for name, own in _deliveries(recorder, handler).items():
         seen: dict[str, Delivery] = {}
         for delivery in own:
@@ -222,6 +213,15 @@ def assert_causal_order(recorder: Recorder, handler: HandlerRef = None) -> None:
                     raise DeliveryAssertionError("causal order", problem, [delivery, earlier])
                 ancestor = causes.get(ancestor)
                 hops += 1
+    for delivery in deliveries:
+        cause = causes.get(delivery.message_id)
+        started = first.get(cause) if cause is not None else None
+        if started is not None and started.index > delivery.index:
+            problem = (
+                f"message {delivery.message_id[-6:]} was delivered before its cause "
+                f"{started.message_id[-6:]} was delivered anywhere"
+            )
+            raise DeliveryAssertionError("causal order", problem, [delivery, started])
 
 
 def assert_failures_resolved(recorder: Recorder, handler: HandlerRef = None) -> None:

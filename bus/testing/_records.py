@@ -51,7 +51,7 @@ class Send:
         """One line for a failure message."""
         failed = f" -> raised {_error(self.error)}" if self.error is not None else ""
         verb = "publishes" if self.via == "publish" else "emits"
-        return f"#{self.index} {self.sender}[{self.seq}] {verb} {self.event!r}{failed}"
+        return f"#{self.index} {_short(self.sender)}[{self.seq}] {verb} {self.event!r}{failed}"
 
 
 @attrs.define(slots=True, eq=False)
@@ -84,7 +84,7 @@ class Delivery:
 
     def describe(self) -> str:
         """One line for a failure message."""
-        origin = f"{self.sender}[{self.seq}] " if self.seq >= 0 else ""
+        origin = f"{_short(self.sender)}[{self.seq}] " if self.seq >= 0 else ""
         end = self.outcome if self.error is None else f"raised {_error(self.error)}"
         return (
             f"#{self.index} {_short(self.handler)} <- {origin}{self.event!r} "

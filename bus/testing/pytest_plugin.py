@@ -44,7 +44,9 @@ async def bus_recorder(
     bus_faults: FaultPlan | Iterable[Fault],
 ) -> AsyncIterator[Recorder]:
     """A `Recorder` over ``bus_registry`` whose terminal is open for the test (see the module)."""
-    registries = (bus_registry,) if isinstance(bus_registry, MessageRegistry) else tuple(bus_registry)
+    registries = (
+        (bus_registry,) if isinstance(bus_registry, MessageRegistry) else tuple(bus_registry)
+    )
     recorder = Recorder(*registries, faults=bus_faults)
     async with recorder.open() as terminal:
         yield recorder

@@ -107,12 +107,17 @@ async def test_every_attempt_is_recorded_with_its_sender_order_and_outcome() -> 
         (Placed(2), 3, 2, "ok", False),
     ]
     assert all(isinstance(d.error, InjectedFault) for d in take[1:3])
-    assert [d.index for d in recorder.deliveries()] == sorted(d.index for d in recorder.deliveries())
+    assert [d.index for d in recorder.deliveries()] == sorted(
+        d.index for d in recorder.deliveries()
+    )
     assert recorder.handled("take") == [Placed(1), Placed(2)]
     assert [n.kind for n in recorder.notices()] == ["restarted", "restarted"]
     # the handlers' own sends are recorded too, with the handler as the sender
     shipped = recorder.sends(recorder.handler_name("ship"))
-    assert [(s.seq, s.via, s.event) for s in shipped] == [(0, "emit", Shipped(1)), (1, "emit", Shipped(2))]
+    assert [(s.seq, s.via, s.event) for s in shipped] == [
+        (0, "emit", Shipped(1)),
+        (1, "emit", Shipped(2)),
+    ]
     labels = recorder.deliveries("label")
     assert {d.sender for d in labels} == {recorder.handler_name("ship")}
     assert sorted(d.seq for d in labels) == [0, 1]
@@ -215,7 +220,9 @@ def test_bad_arguments_are_refused_with_the_reason() -> None:
 
 
 def test_a_fault_plan_reads_as_a_list_of_faults() -> None:
-    plan = FaultPlan.of([Fault("m.b", 2, "permanent"), Fault("m.a", 1), Fault("m.a", 3, "slow", delay=2)])
+    plan = FaultPlan.of(
+        [Fault("m.b", 2, "permanent"), Fault("m.a", 1), Fault("m.a", 3, "slow", delay=2)]
+    )
     assert repr(FaultPlan()) == "FaultPlan()"
     assert repr(plan) == (
         "FaultPlan.of([a raises on 1 attempt(s) of its message 1, a waits 2 s before its message 3, "
