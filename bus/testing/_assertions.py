@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from bus import DeadLetter
 from bus.testing._recorder import Recorder
 from bus.testing._records import Delivery, Entry, Notice, Send
 
@@ -226,12 +227,16 @@ def assert_causal_order(recorder: Recorder, handler: HandlerRef = None) -> None:
 
 def assert_failures_resolved(recorder: Recorder, handler: HandlerRef = None) -> None:
     """Every failed attempt at an emitted message is followed by a success of that handler on it
-    or by a `DeadLetter` for it (a failed publish goes to the publisher instead)."""
+    or by a `DeadLetter` for it. Exempt: a failed publish (its error goes to the publisher) and a
+    `DeadLetter` whose handler failed on every attempt (the bus drops it: a dead letter about a
+    dead letter would loop)."""
     dead = _dead_lettered(recorder)
     for name, deliveries in _deliveries(recorder, handler).items():
         last_failure: dict[str, Delivery] = {}
         for delivery in deliveries:
-            if delivery.via == "publish":
+            if delivery.via == "publish" or isinstance(delivery.event, DeadLetter):
+                # a failed publish goes to the publisher; a failed DeadLetter is dropped by the
+                # bus (a dead letter about a dead letter would loop)
                 continue
             if delivery.outcome == "raised":
                 last_failure[delivery.message_id] = delivery
