@@ -75,7 +75,7 @@ def _expected(recorder: Recorder, handler: HandlerRef) -> list[tuple[Send, str]]
                 continue
             if send.via == "publish":
                 got = by_message.get((send.sender, send.seq, registered.name), [])
-                if any(d.outcome == "raised" for d in got) or (send.error is not None and not got):
+                if any(d.failed for d in got) or (send.error is not None and not got):
                     break  # this handler raised to the publisher, or the publish stopped earlier
             if names is None or registered.name in names:
                 pairs.append((send, registered.name))
@@ -168,7 +168,7 @@ def assert_publish_order(recorder: Recorder) -> None:
         for registered in order:
             if registered.spec.accepts(type(send.event)):
                 expected.append(registered.name)
-                if any(d.handler == registered.name and d.outcome == "raised" for d in got):
+                if any(d.handler == registered.name and d.failed for d in got):
                     break
         actual = [d.handler for d in got]
         if actual == expected or (actual == expected[: len(actual)] and not send.done):
@@ -238,7 +238,7 @@ def assert_failures_resolved(recorder: Recorder, handler: HandlerRef = None) -> 
                 # a failed publish goes to the publisher; a failed DeadLetter is dropped by the
                 # bus (a dead letter about a dead letter would loop)
                 continue
-            if delivery.outcome == "raised":
+            if delivery.failed:
                 last_failure[delivery.message_id] = delivery
             elif delivery.outcome == "ok":
                 last_failure.pop(delivery.message_id, None)

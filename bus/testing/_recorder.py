@@ -281,6 +281,18 @@ class Recorder:
             delivery.error = error
             delivery.injected = isinstance(error, InjectedFault)
 
+    def _mark_dead_lettered(self, handler: str, message_id: str) -> None:
+        with self._lock:
+            for entry in reversed(self._entries):
+                if (
+                    isinstance(entry, Delivery)
+                    and entry.handler == handler
+                    and entry.message_id == message_id
+                ):
+                    if entry.outcome == "raised":
+                        entry.outcome = "dead_lettered"
+                    return
+
     # -- wrapping ---------------------------------------------------------------------------------
 
     def _wrap_registry(self, registry: MessageRegistry) -> MessageRegistry:
@@ -376,6 +388,7 @@ class Recorder:
         async def record_notice(notice: DeadLetter | HandlerRestarted | HandlerStopped) -> None:
             if isinstance(notice, DeadLetter):
                 context = notice.context
+                recorder._mark_dead_lettered(notice.handler, context.message_id)
                 recorder._append(
                     lambda i: Notice(
                         i, "dead_letter", notice.handler, notice, context.message_id, notice.reason

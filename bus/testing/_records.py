@@ -17,8 +17,9 @@ VIA_HEADER = "bus-testing-via"
 Via = Literal["publish", "emit", "unknown"]
 """How a message was sent: ``"unknown"`` when it did not go through a recorder's sender."""
 
-Outcome = Literal["running", "ok", "raised"]
-"""How a delivery ended: still running, returned, or raised."""
+Outcome = Literal["running", "ok", "raised", "dead_lettered"]
+"""How a delivery ended: still running, returned, raised, or raised and was the last attempt
+before the message became a `DeadLetter` (set when the recorder gets the dead letter)."""
 
 NoticeKind = Literal["dead_letter", "restarted", "stopped"]
 """Which notice of the bus a `Notice` records."""
@@ -60,7 +61,8 @@ class Delivery:
 
     ``sender``/``seq``/``via`` come from the headers a recorder's sender added (``""``, ``-1`` and
     ``"unknown"`` for a message that did not go through one). ``outcome`` is filled in when the
-    attempt ends; ``error`` is what it raised, ``injected`` whether a fault plan raised it.
+    attempt ends (``"dead_lettered"`` once the recorder gets the `DeadLetter` that followed this
+    failed attempt); ``error`` is what it raised, ``injected`` whether a fault plan raised it.
     ``message`` counts the distinct messages this handler got, from 1 (what fault plans refer to).
     """
 
@@ -78,6 +80,11 @@ class Delivery:
     injected: bool = False
 
     @property
+    def failed(self) -> bool:
+        """Whether the attempt raised (``outcome`` is ``"raised"`` or ``"dead_lettered"``)."""
+        return self.outcome in ("raised", "dead_lettered")
+
+    @property
     def message_id(self) -> str:
         """The delivered message's id (shared by its attempts and its other handlers)."""
         return self.context.message_id
@@ -86,6 +93,8 @@ class Delivery:
         """One line for a failure message."""
         origin = f"{_short(self.sender)}[{self.seq}] " if self.seq >= 0 else ""
         end = self.outcome if self.error is None else f"raised {_error(self.error)}"
+        if self.outcome == "dead_lettered":
+            end += ", then dead-lettered"
         return (
             f"#{self.index} {_short(self.handler)} <- {origin}{self.event!r} "
             f"(attempt {self.attempt}): {end}"

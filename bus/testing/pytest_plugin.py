@@ -6,7 +6,7 @@ Fixtures:
   default it is an empty `MessageRegistry`.
 - ``bus_faults``: a `FaultPlan` (or faults) the recorder applies; by default none.
 - ``bus_recorder``: a `Recorder` over ``bus_registry`` with its terminal open, under the test's anyio
-  backend (trio in virtual time when the test runs on trio with a `MockClock`, asyncio otherwise).
+  backend (for virtual time, make ``anyio_backend`` return ``("trio", backend_options("trio"))``).
   At teardown it fails the test when a message is still in flight (the test did not
   ``await bus_terminal.drain()``) or a handler raised an exception that is neither injected nor
   allowed with ``bus_recorder.allow_errors(...)``; then it closes the terminal.

@@ -143,7 +143,16 @@ async def test_a_permanent_fault_dead_letters_the_message_in_virtual_time() -> N
         await terminal.drain()
     # retries=2 with 1 s then 2 s backoff: three attempts, three virtual seconds
     assert anyio.current_time() - started >= 3.0
-    assert [d.outcome for d in recorder.deliveries("take")] == ["raised"] * 3
+    take = recorder.deliveries("take")
+    assert [d.outcome for d in take] == ["raised", "raised", "dead_lettered"]
+    assert all(d.failed for d in take)
+    assert (
+        take[-1]
+        .describe()
+        .endswith(
+            "raised InjectedFault('take raises on every attempt of its message 1'), then dead-lettered"
+        )
+    )
     (letter,) = recorder.notices("dead_letter")
     assert letter.handler == recorder.handler_name("take")
     assert letter.message_id == recorder.deliveries("take")[0].message_id
