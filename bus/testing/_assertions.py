@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from bus import DeadLetter
 from bus.testing._recorder import Recorder
-from bus.testing._records import Delivery, Entry, Notice, Send
+from bus.testing._records import SENDER_HEADER, SEQ_HEADER, Delivery, Entry, Notice, Send
 
 
 class DeliveryAssertionError(AssertionError):
@@ -94,6 +94,19 @@ def _dead_lettered(recorder: Recorder) -> dict[tuple[str, str], Notice]:
     return {(n.handler, n.message_id): n for n in recorder.notices("dead_letter")}
 
 
+def _dead_lettered_sends(recorder: Recorder) -> dict[tuple[str, str, int], Notice]:
+    """Dead letters by (handler, sender, seq): also those of messages never delivered (dropped by
+    a full mailbox, or queued for a handler that stopped for good)."""
+    found: dict[tuple[str, str, int], Notice] = {}
+    for notice in recorder.notices("dead_letter"):
+        letter = notice.event
+        headers = letter.context.headers if isinstance(letter, DeadLetter) else {}
+        sender, seq = headers.get(SENDER_HEADER), headers.get(SEQ_HEADER)
+        if sender and seq is not None and seq.isdigit():
+            found[notice.handler, sender, int(seq)] = notice
+    return found
+
+
 def _check_counts(
     recorder: Recorder,
     handler: HandlerRef,
@@ -102,11 +115,11 @@ def _check_counts(
     exactly: bool,
 ) -> None:
     by_message = _by_message(recorder)
-    dead = _dead_lettered(recorder)
+    dead = _dead_lettered_sends(recorder)
     for send, name in _expected(recorder, handler):
         got = by_message.get((send.sender, send.seq, name), [])
         ok = [d for d in got if d.outcome == "ok"]
-        letter = next((dead[name, d.message_id] for d in got if (name, d.message_id) in dead), None)
+        letter = dead.get((name, send.sender, send.seq))
         if letter is not None and allow_dead_letters and not ok:
             continue
         if not ok:

@@ -38,8 +38,10 @@ from bus.testing._records import (
     Via,
 )
 
-#: the positional context parameter of a wrapper (a name no handler parameter can clash with)
-_CONTEXT_PARAM = "bus_testing_context"
+#: the positional parameters of a wrapper (names no handler parameter can clash with: the handler's
+#: own injected parameters follow them, keyword-only, under their own names)
+_EVENT_PARAM = "_bus_testing_event"
+_CONTEXT_PARAM = "_bus_testing_context"
 _notice_handlers = 0
 
 
@@ -356,10 +358,10 @@ class Recorder:
 
         subscription = functools.reduce(operator.or_, spec.subscriptions)
         parameters = [
-            inspect.Parameter("event", inspect.Parameter.POSITIONAL_ONLY),
+            inspect.Parameter(_EVENT_PARAM, inspect.Parameter.POSITIONAL_ONLY),
             inspect.Parameter(_CONTEXT_PARAM, inspect.Parameter.POSITIONAL_ONLY),
         ]
-        annotations: dict[str, Any] = {"event": subscription, _CONTEXT_PARAM: MessageContext}
+        annotations: dict[str, Any] = {_EVENT_PARAM: subscription, _CONTEXT_PARAM: MessageContext}
         injected = spec.params[1:] if positional_context else spec.params
         for param in injected:
             parameters.append(

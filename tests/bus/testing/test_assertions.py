@@ -311,3 +311,22 @@ def test_a_failure_message_marks_the_gap_between_excerpt_entries() -> None:
     assert lines[1].startswith("  #")
     assert lines[2] == "  ..."
     assert lines[3].startswith("  #")
+
+
+def test_a_message_dropped_by_a_full_mailbox_counts_as_dead_lettered_not_lost() -> None:
+    def small(registry: MessageRegistry) -> None:
+        @registry.register(mailbox_capacity=1, overflow="drop_new")
+        async def keep(placed: Placed) -> None:
+            pass
+
+    async def flood(recorder: Recorder) -> None:
+        bus = recorder.sender("alice")
+        for order in range(3):
+            bus.emit_nowait(Placed(order))
+
+    dropped = record(small, flood)
+    reasons = {n.reason for n in dropped.notices("dead_letter")}
+    assert reasons == {"mailbox_overflow"}
+    assert len(deliveries_of(dropped, "keep")) < 3
+    fails(assert_at_least_once, dropped, r"alice\[\d\] was dead-lettered by keep")
+    assert_delivery_guarantees(dropped, allow_dead_letters=True)

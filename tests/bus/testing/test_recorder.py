@@ -297,3 +297,49 @@ async def test_sender_passes_headers_and_sinks_through() -> None:
     assert [s.error is not None for s in recorder.sends()] == [False, False, True, True, True]
     with pytest.raises(ValueError, match="non-empty str"):
         recorder.sender("")
+
+
+class Shelf:
+    """Class-based handlers: bound methods, registered one by one."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    async def on_placed(self, placed: Placed, *, ctx: MessageContext) -> None:
+        self.seen.append(placed.order * 10 + ctx.attempt)
+
+
+class Counter:
+    """A callable instance as a handler."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, placed: Placed) -> None:
+        self.count += 1
+
+
+async def test_methods_callable_objects_and_any_parameter_names_are_wrapped() -> None:
+    shelf, counter = Shelf(), Counter()
+    registry = MessageRegistry()
+    registry.register(shelf.on_placed, counter)
+    seen: list[tuple[int, str]] = []
+
+    # parameter names that a wrapper's own could clash with
+    @registry.register
+    async def clash(event: Placed, context: MessageContext, *, bus: EventBus, _i: int = 7) -> None:
+        seen.append((event.order, type(bus).__name__))
+
+    recorder = Recorder(registry)
+    assert [h.rsplit(".", 1)[-1] for h in recorder.handler_names] == [
+        "on_placed",
+        "Counter",
+        "clash",
+    ]
+    async with recorder.open() as terminal:
+        await recorder.sender().publish(Placed(4))
+        await terminal.drain()
+    assert shelf.seen == [41]
+    assert counter.count == 1
+    assert seen == [(4, "SendingBus")]
+    assert recorder.handler_name(shelf.on_placed) == recorder.handler_names[0]
