@@ -7,6 +7,8 @@ Hypothesis runs state machines synchronously; the terminal runs in an event loop
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any, ClassVar
@@ -16,7 +18,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from bus import BusTerminal, Event, HandlerStoppedError, MessageRegistry
+from bus import BusTerminal, Event, HandlerStoppedError, MailboxFullError, MessageRegistry
 from bus.testing._assertions import (
     DeliveryAssertionError,
     assert_causal_order,
@@ -92,14 +94,17 @@ class BusStateMachine(RuleBasedStateMachine):
         self.injected = 0
         self._stack = ExitStack()
         try:
+            options = backend_options(self.backend)
+            self._clock: Any = options.get("clock")
             self.portal: BlockingPortal = self._stack.enter_context(
-                start_blocking_portal(self.backend, backend_options(self.backend))
+                start_blocking_portal(self.backend, options)
             )
             self.terminal: BusTerminal = self._stack.enter_context(
                 self.portal.wrap_async_context_manager(self.recorder.open(**self.terminal_options))
             )
+            self._set_autojump(math.inf)
         except BaseException:
-            self._stack.close()
+            self._close()
             raise
 
     def make_registries(self) -> MessageRegistry | Sequence[MessageRegistry]:
@@ -115,19 +120,53 @@ class BusStateMachine(RuleBasedStateMachine):
 
     # -- rules ------------------------------------------------------------------------------------
 
+    def _set_autojump(self, threshold: float) -> None:
+        # Between steps the loop thread idles while Hypothesis works in this one: a clock that
+        # jumped then would let handlers run a real-time-dependent distance ahead, and an example
+        # would not replay. So virtual time moves only during a step (threshold 0), and stands
+        # still between steps (inf). Set in the loop's thread: the run loop caches it.
+        if self._clock is None:
+            return
+
+        async def set_threshold() -> None:
+            self._clock.autojump_threshold = threshold
+
+        self.portal.call(set_threshold)
+
+    def _close(self) -> None:
+        # time moves again while the terminal shuts down (its drain may wait on backoffs)
+        with contextlib.suppress(Exception):
+            self._set_autojump(0)
+        self._stack.close()
+
     def _call(self, step: Any, *args: Any) -> Any:
         async def bounded() -> Any:
-            with anyio.fail_after(STEP_LIMIT):
-                return await step(*args)
+            clock = self._clock
+            if clock is not None:
+                clock.autojump_threshold = 0
+            try:
+                with anyio.fail_after(STEP_LIMIT):
+                    result = await step(*args)
+                if clock is not None:
+                    # end the step once every task waits (on a timer, a mailbox, ...): what runs
+                    # between steps then depends on the steps alone
+                    import trio.testing
+
+                    await trio.testing.wait_all_tasks_blocked()
+                return result
+            finally:
+                if clock is not None:
+                    clock.autojump_threshold = math.inf
 
         return self.portal.call(bounded)
 
     def _tolerated(self) -> tuple[type[BaseException], ...]:
-        return (InjectedFault, HandlerStoppedError, *self.expected_errors)
+        return (InjectedFault, HandlerStoppedError, MailboxFullError, *self.expected_errors)
 
     @rule(event=st.runner().flatmap(_events), sender=st.runner().flatmap(_senders))
     def publish(self, event: Event, sender: str) -> None:
-        """Publish ``event`` as ``sender``; an injected or expected error is the publisher's."""
+        """Publish ``event`` as ``sender``; an injected or expected error, a stopped handler or a
+        full mailbox is the publisher's to handle, not a failure."""
 
         async def step() -> None:
             try:
@@ -139,15 +178,22 @@ class BusStateMachine(RuleBasedStateMachine):
 
     @rule(event=st.runner().flatmap(_events), sender=st.runner().flatmap(_senders))
     def emit(self, event: Event, sender: str) -> None:
-        """Emit ``event`` as ``sender``."""
-        self._call(self.recorder.sender(sender).emit, event)
+        """Emit ``event`` as ``sender`` (a mailbox with ``overflow="fail"`` may refuse it)."""
+
+        async def step() -> None:
+            with contextlib.suppress(MailboxFullError):
+                await self.recorder.sender(sender).emit(event)
+
+        self._call(step)
 
     @rule(event=st.runner().flatmap(_events), sender=st.runner().flatmap(_senders))
     def emit_nowait(self, event: Event, sender: str) -> None:
-        """``emit_nowait`` ``event`` as ``sender``."""
+        """``emit_nowait`` ``event`` as ``sender`` (a full mailbox's refusal is not a failure)."""
 
         async def step() -> None:
-            self.recorder.sender(sender).emit_nowait(event)
+            # a full bounded mailbox refuses it: recorded as the send's error, nothing queued
+            with contextlib.suppress(MailboxFullError):
+                self.recorder.sender(sender).emit_nowait(event)
 
         self._call(step)
 
@@ -197,4 +243,4 @@ class BusStateMachine(RuleBasedStateMachine):
 
             self._call(step)
         finally:
-            self._stack.close()
+            self._close()

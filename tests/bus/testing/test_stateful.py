@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import run_state_machine_as_test
@@ -131,3 +132,22 @@ def test_a_machine_must_say_what_it_tests() -> None:
 
     with pytest.raises(NotImplementedError, match="override event_strategy"):
         run_state_machine_as_test(NoEvents, settings=SETTINGS)
+
+
+class Bounded(ShopMachine):
+    """Tiny mailboxes that drop: emit_nowait may be refused, emits may be dropped."""
+
+    max_injected: ClassVar[int] = 0
+
+    def make_registries(self) -> MessageRegistry:
+        registry = MessageRegistry()
+
+        @registry.register(mailbox_capacity=1, overflow="fail")
+        async def slow(placed: Placed) -> None:
+            await anyio.sleep(1)
+
+        return registry
+
+
+def test_a_refused_emit_nowait_is_recorded_not_a_failure() -> None:
+    run_state_machine_as_test(Bounded, settings=SETTINGS)
