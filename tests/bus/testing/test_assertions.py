@@ -330,3 +330,25 @@ def test_a_message_dropped_by_a_full_mailbox_counts_as_dead_lettered_not_lost() 
     assert len(deliveries_of(dropped, "keep")) < 3
     fails(assert_at_least_once, dropped, r"alice\[\d\] was dead-lettered by keep")
     assert_delivery_guarantees(dropped, allow_dead_letters=True)
+
+
+def test_a_handler_stopped_for_good_gets_nothing_more_and_its_queue_is_dead_lettered() -> None:
+    def fragile(registry: MessageRegistry) -> None:
+        @registry.register(retries=1, retry_backoff=0.0, max_restarts=2, restart_period=60.0)
+        async def keep(placed: Placed) -> None:
+            pass
+
+    async def poison_then_more(recorder: Recorder) -> None:
+        bus = recorder.sender("alice")
+        for order in range(4):
+            await bus.emit(Placed(order))
+
+    stopped = record(
+        fragile, poison_then_more, [Fault("keep", 1, "permanent"), Fault("keep", 2, "permanent")]
+    )
+    kinds = [n.kind for n in stopped.notices()]
+    assert "stopped" in kinds
+    assert_nothing_after_stop(stopped)
+    assert_failures_resolved(stopped)
+    assert_delivery_guarantees(stopped, allow_dead_letters=True)
+    fails(assert_at_least_once, stopped, "was dead-lettered by keep")
