@@ -42,7 +42,7 @@ def virtual_trio() -> Any:
     return pytest.param(("trio", backend_options("trio")), id="trio-mockclock")
 
 
-def shop(*, sync: bool = True) -> tuple[MessageRegistry, list[str]]:
+def shop(*, sync: bool = True, backoff: float = 0.01) -> tuple[MessageRegistry, list[str]]:
     """Handlers of every shape: no context, unannotated context, a dependency, the bus, sync.
 
     Virtual-time tests leave the sync handler out: while a worker thread runs, trio's autojumping
@@ -50,7 +50,7 @@ def shop(*, sync: bool = True) -> tuple[MessageRegistry, list[str]]:
     seen: list[str] = []
     registry = MessageRegistry()
 
-    @registry.register(retries=2, retry_backoff=1.0)
+    @registry.register(retries=2, retry_backoff=backoff)
     async def take(placed: Placed) -> None:
         seen.append(f"take {placed.order}")
 
@@ -135,7 +135,7 @@ async def test_every_attempt_is_recorded_with_its_sender_order_and_outcome() -> 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_trio()])
 async def test_a_permanent_fault_dead_letters_the_message_in_virtual_time() -> None:
-    registry, seen = shop(sync=False)
+    registry, seen = shop(sync=False, backoff=1.0)
     recorder = Recorder(registry, faults=FaultPlan.of([Fault("take", 1, "permanent")]))
     started = anyio.current_time()
     async with recorder.open() as terminal:
