@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
 import re
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -42,6 +45,18 @@ class Everything(Event):
     note: str = "default"
 
 
+class Stamped(Event):
+    when: datetime.datetime
+    day: datetime.date
+    at: datetime.time
+    took: datetime.timedelta
+    amount: decimal.Decimal
+    ident: uuid.UUID
+    blob: bytearray
+    anything: Event
+    tree: list[Stamped] = msgspec.field(default_factory=list)
+
+
 class Bounded(Event):
     qty: Annotated[int, msgspec.Meta(ge=1, lt=10)]
     price: Annotated[float, msgspec.Meta(gt=0, le=5)]
@@ -75,6 +90,13 @@ def test_events_are_valid_instances_built_from_annotations(event: Everything) ->
     assert isinstance(event.color, Color)
     assert isinstance(event.address, Address)
     assert event.mode in ("a", "b")
+
+
+@given(events(Stamped))
+def test_events_cover_msgspec_s_other_builtin_types_and_recursive_classes(event: Stamped) -> None:
+    assert valid(event)
+    assert type(event.anything) is Event
+    assert all(type(child) is Stamped for child in event.tree)
 
 
 @given(events(Bounded))
