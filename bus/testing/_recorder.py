@@ -273,7 +273,8 @@ class Recorder:
         fault = self._faults.get(name, number)
         return delivery, (
             fault
-            if fault is not None and (fault.kind == "slow" or fault.raises_on(attempt))
+            if fault is not None
+            and ((fault.kind == "slow" and attempt == 1) or fault.raises_on(attempt))
             else None
         )
 

@@ -343,3 +343,24 @@ async def test_methods_callable_objects_and_any_parameter_names_are_wrapped() ->
     assert counter.count == 1
     assert seen == [(4, "SendingBus")]
     assert recorder.handler_name(shelf.on_placed) == recorder.handler_names[0]
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_trio()])
+async def test_a_slow_fault_delays_only_the_first_attempt() -> None:
+    registry = MessageRegistry()
+
+    @registry.register(retries=1, retry_backoff=1.0)
+    async def flaky(placed: Placed, ctx: MessageContext) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails by itself")
+
+    recorder = Recorder(registry, faults=[Fault("flaky", 1, "slow", delay=10.0)])
+    recorder.allow_errors(RuntimeError)
+    started = anyio.current_time()
+    async with recorder.open() as terminal:
+        await recorder.sender().emit(Placed(1))
+        await terminal.drain()
+    took = anyio.current_time() - started
+    assert 11.0 <= took < 20.0  # 10 s slow + 1 s backoff, not slow twice
+    assert [d.outcome for d in recorder.deliveries("flaky")] == ["raised", "ok"]
+    assert recorder.unexpected_errors() == []
