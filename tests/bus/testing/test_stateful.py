@@ -151,3 +151,10 @@ class Bounded(ShopMachine):
 
 def test_a_refused_emit_nowait_is_recorded_not_a_failure() -> None:
     run_state_machine_as_test(Bounded, settings=SETTINGS)
+
+
+def test_a_machine_has_no_deadline_by_default() -> None:
+    class Plain(ShopMachine):
+        pass
+
+    assert Plain.TestCase.settings.deadline is None
