@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import settings, strategies as st
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bus import BusTerminal, Event, HandlerStoppedError, MailboxFullError, MessageRegistry
@@ -51,9 +51,6 @@ def _handlers(machine: Any) -> st.SearchStrategy[str]:
     return st.sampled_from(list(machine.recorder.handler_names))
 
 
-# no deadline: a step runs handlers, retries and restarts, whose time is the system's, not the
-# step's (each step is bounded by STEP_LIMIT instead)
-@settings(deadline=None)
 class BusStateMachine(RuleBasedStateMachine):
     """Subclass it, give it your registry and your events, and run its ``TestCase``::
 

@@ -3,8 +3,6 @@ real ordering violation: a publish overtaken by the event its first handler emit
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import ClassVar
 
 import anyio
@@ -154,18 +152,3 @@ class Bounded(ShopMachine):
 def test_a_refused_emit_nowait_is_recorded_not_a_failure() -> None:
     run_state_machine_as_test(Bounded, settings=SETTINGS)
 
-
-def test_a_machine_has_no_deadline_by_default() -> None:
-    # in a fresh process: this suite's Hypothesis profile has no deadline anyway
-    code = (
-        "from bus.testing import BusStateMachine\n"
-        "class Plain(BusStateMachine): pass\n"
-        "from hypothesis import settings\n"
-        "assert settings.default.deadline is not None\n"
-        "print(Plain.TestCase.settings.deadline)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "None"
