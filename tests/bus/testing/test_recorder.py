@@ -364,3 +364,53 @@ async def test_a_slow_fault_delays_only_the_first_attempt() -> None:
     assert 11.0 <= took < 20.0  # 10 s slow + 1 s backoff, not slow twice
     assert [d.outcome for d in recorder.deliveries("flaky")] == ["raised", "ok"]
     assert recorder.unexpected_errors() == []
+
+
+def busy_registry() -> MessageRegistry:
+    """Four handlers of one event, each emitting follow-ups: plenty of interleaving."""
+    registry = MessageRegistry()
+    for index in range(4):
+
+        async def handler(
+            placed: Placed, ctx: MessageContext, bus: EventBus, _i: int = index
+        ) -> None:
+            if placed.order < 3:
+                await bus.emit(Placed(placed.order + 10))
+
+        handler.__name__ = handler.__qualname__ = f"busy_{index}"
+        registry.register(handler)
+    return registry
+
+
+def test_a_run_replays_the_same_record_under_hypothesis() -> None:
+    from hypothesis import Phase, example, given, settings, strategies as st
+
+    records: list[list[str]] = []
+
+    def one_run() -> list[str]:
+        recorder = Recorder(
+            busy_registry(), faults=[Fault("busy_1", 2), Fault("busy_2", 1, "slow")]
+        )
+
+        async def main() -> None:
+            async with recorder.open() as terminal:
+                for sender in ("a", "b"):
+                    for order in range(3):
+                        recorder.sender(sender).emit_nowait(Placed(order))
+                await terminal.drain()
+
+        run(main)
+        return [entry.describe() for entry in recorder.entries]
+
+    # Hypothesis seeds trio's scheduler for each example: the same example, the same record
+    @settings(max_examples=1, database=None, phases=[Phase.explicit])
+    @example(0)
+    @given(st.integers())
+    def replay(_: int) -> None:
+        records.append(one_run())
+
+    for _ in range(3):
+        replay()
+    assert len(records[0]) > 100
+    assert records[1] == records[0]
+    assert records[2] == records[0]

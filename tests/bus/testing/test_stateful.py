@@ -151,4 +151,3 @@ class Bounded(ShopMachine):
 
 def test_a_refused_emit_nowait_is_recorded_not_a_failure() -> None:
     run_state_machine_as_test(Bounded, settings=SETTINGS)
-
