@@ -60,8 +60,9 @@ class Recorder:
     the handler's name as the sender. Messages sent another way are recorded when delivered, but
     the assertions that need the sender or the send skip them.
 
-    The record is one timeline (`entries`), in the order things happened in this run: under trio's
-    `MockClock` with the same inputs, the same order.
+    The record is one timeline (`entries`), in the order things happened in this run. On trio with
+    a `MockClock` (see `run`) inside a Hypothesis example, which seeds trio's scheduler, the same
+    inputs give the same record; elsewhere concurrent handlers may interleave differently.
     """
 
     def __init__(
