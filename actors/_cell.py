@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import anyio
 import attrs
 
 from actors._actor import Actor, ActorContext
+from actors._cancellation import call_listener, escaped_cancellation
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError
 from actors._mailbox import UNBOUNDED, Mailbox, MailboxSpec, Request, fail_request
@@ -126,9 +126,7 @@ class ActorCell:
         self.mailbox.close()
         watchers, self._watchers = self._watchers, []
         for watcher in watchers:
-            # a watcher's bug must not break whoever stops the actor
-            with contextlib.suppress(Exception):
-                watcher(notice)
+            call_listener(watcher, notice, "watcher of actor %r raised; ignored", self.name)
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""
@@ -138,7 +136,8 @@ class ActorCell:
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Notify ``watcher`` when the actor stops for good; returns the unwatch function.
 
-        Watchers run synchronously inside whatever stops the actor; an exception from one is ignored.
+        Watchers run synchronously inside whatever stops the actor; an exception from one is logged (logger
+        ``actors``) and ignored.
         """
         if self._terminated is not None:
             watcher(self._terminated)
@@ -173,14 +172,20 @@ class ActorCell:
         actor._context = context = ActorContext(self)
         self.incarnation += 1
         self._stop_requested = False
-        await actor.on_start()
-        started()
         try:
-            await self._process(actor, context)
-        except Exception:
+            await actor.on_start()
+            started()
+            try:
+                await self._process(actor, context)
+            except Exception:
+                await actor.on_stop()
+                raise
             await actor.on_stop()
-            raise
-        await actor.on_stop()
+        except BaseException as exc:
+            crash = escaped_cancellation(self.name, exc)
+            if crash is None:
+                raise
+            raise crash from exc
 
     async def _process(self, actor: Actor, context: ActorContext) -> None:
         mailbox = self.mailbox
@@ -214,12 +219,7 @@ class ActorCell:
                     continue
                 context.attempt = attempt
                 if type(item) is Request:
-                    try:
-                        result = await receive(item.message)
-                    except Exception as exc:
-                        fail_request(item, exc)
-                        item = None
-                        raise
+                    result = await receive(item.message)
                     if not item.reply.done():
                         item.reply.set_result(result)
                 else:
@@ -227,21 +227,33 @@ class ActorCell:
                 item = None
                 self.processed += 1
         except Exception as exc:
-            self.failed += 1
-            if item is not None:
-                if attempt <= self.redelivery.max_redeliveries:
-                    self._redelivery = (item, attempt + 1)
-                else:
-                    self._redelivery = None
-                    self._lose(item, DeadLetterReason.CRASHED, exc, attempt)
+            self._crashed(item, attempt, exc)
             raise
         except BaseException as exc:
+            crash = escaped_cancellation(self.name, exc)
+            if crash is not None:
+                # not a kill: an ordinary crash, and the asker must not get a bare cancellation
+                self._crashed(item, attempt, crash)
+                raise crash from exc
             if item is not None and self._redelivery is None:
                 # killed (cancelled), or a BaseException such as SystemExit that will end the tree:
                 # an asker gets that exception itself rather than a stopped-actor error
                 cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
                 self._lose(item, DeadLetterReason.KILLED, None if cancelled else exc, attempt)
             raise
+
+    def _crashed(self, item: Any, attempt: int, error: Exception) -> None:
+        self.failed += 1
+        if item is None:
+            return
+        if type(item) is Request:
+            # asks are never redelivered: the error goes to the asker
+            fail_request(item, error)
+        elif attempt <= self.redelivery.max_redeliveries:
+            self._redelivery = (item, attempt + 1)
+        else:
+            self._redelivery = None
+            self._lose(item, DeadLetterReason.CRASHED, error, attempt)
 
     async def _paused(self, delay: float) -> bool:
         """Sleep ``delay`` seconds; False when a stop request cut the pause short."""

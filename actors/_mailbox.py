@@ -44,7 +44,9 @@ UNBOUNDED: Final = MailboxSpec()
 
 
 class Request:
-    """An ``ask``: the message and the future its reply goes to."""
+    """An ``ask`` as it sits in a mailbox: the message and the ``OneShot`` its reply (or the actor's
+    error) goes to. Put one in a mailbox to ask without ``ActorRef.ask``; the actor's ``receive`` gets
+    ``message`` and its return value completes ``reply``."""
 
     __slots__ = ("message", "reply")
 

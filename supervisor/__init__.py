@@ -6,6 +6,8 @@ stop with shutdown timeouts; exponential restart backoff with jitter; watches; d
 printable snapshot of the whole tree.
 """
 
+import logging
+
 from supervisor._backoff import Backoff
 from supervisor._errors import (
     ChildNotFoundError,
@@ -25,6 +27,9 @@ from supervisor._spec import (
     SupervisorSpec,
 )
 from supervisor._supervisor import ChildState, Supervisor
+
+# the library never configures logging: records go nowhere unless the application adds a handler
+logging.getLogger("supervisor").addHandler(logging.NullHandler())
 
 __all__ = (
     "BRUTAL_KILL",

@@ -3,8 +3,9 @@ past its restart intensity, and stops children in reverse order within their shu
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import enum
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -17,13 +18,17 @@ from actors import (
     ActorRef,
     ActorStoppedError,
     DeadLetters,
+    FutureFactory,
+    OneShot,
     Terminated,
     current_future_factory,
+    escaped_cancellation,
 )
-from actors._waiting import FutureFactory, OneShot
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
 from supervisor._snapshot import ChildInfo, TreeSnapshot
 from supervisor._spec import BRUTAL_KILL, ChildSpec, Intensity, Restart, Strategy, SupervisorSpec
+
+_log = logging.getLogger("supervisor")
 
 
 class ChildState(enum.Enum):
@@ -64,7 +69,15 @@ class _Child:
     restart_times: list[float] = attrs.Factory(list)
     backoff_restarts: int = 0
     last_started: float = 0.0
-    timer: anyio.CancelScope | None = None
+    timer: _Timer | None = None
+
+
+@attrs.define(eq=False)
+class _Timer:
+    """A restart backoff shared by a group; a member stopped meanwhile leaves ``members``."""
+
+    scope: anyio.CancelScope
+    members: list[_Child]
 
 
 @attrs.frozen
@@ -77,6 +90,12 @@ class _Exit:
 @attrs.frozen
 class _RestartDue:
     group: tuple[_Child, ...]
+
+
+def _is_shutdown(child: _Child, error: BaseException | None) -> bool:
+    """Whether an exit counts as OTP's ``normal`` or ``shutdown``: no error, or a nested supervisor that
+    gave up (OTP: a supervisor past its intensity exits with reason ``shutdown``)."""
+    return error is None or (child.spec.is_supervisor and isinstance(error, RestartIntensityExceeded))
 
 
 def _over_intensity(times: list[float], now: float, intensity: Intensity) -> bool:
@@ -181,7 +200,7 @@ class Supervisor:
 
     def watch(self, watcher: Callable[[Terminated], None]) -> Callable[[], None]:
         """Notify ``watcher`` when this supervisor stops for good (never on a restart). Watchers run
-        synchronously; an exception from one is ignored."""
+        synchronously; an exception from one is logged (logger ``supervisor``) and ignored."""
         if self._terminated is not None:
             watcher(self._terminated)
             return lambda: None
@@ -250,8 +269,12 @@ class Supervisor:
             watchers, self._watchers = self._watchers, []
             for watcher in watchers:
                 # a watcher's bug must not break the tree
-                with contextlib.suppress(Exception):
+                try:
                     watcher(notice)
+                except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+                    _log.exception(
+                        "watcher of supervisor %r raised; ignored", self.name, extra={"supervisor": self.name}
+                    )
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart."""
@@ -283,6 +306,11 @@ class Supervisor:
                     await self._supervise()
                 except Exception as exc:
                     failure = exc
+                except BaseException as exc:
+                    # a cancellation that is not ours (a user callback's) is a failure, never a quiet end
+                    failure = escaped_cancellation(self.name, exc)
+                    if failure is None:
+                        raise
                 finally:
                     self._phase = "stopped"
                     tg.cancel_scope.cancel()
@@ -379,11 +407,14 @@ class Supervisor:
             except Exception as exc:
                 error = exc
             except BaseException as exc:
-                if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    raise
-                # SystemExit, KeyboardInterrupt, ...: caught here, before asyncio would stop the loop
-                # with it, so that the supervisor stops the others in order and then raises it
-                error = exc
+                # a cancellation that no enclosing scope asked for is an ordinary crash of this child
+                error = escaped_cancellation(child.spec.id, exc)
+                if error is None:
+                    if isinstance(exc, anyio.get_cancelled_exc_class()):
+                        raise
+                    # SystemExit, KeyboardInterrupt, ...: caught here, before asyncio would stop the
+                    # loop with it, so that the supervisor stops the others in order and then raises it
+                    error = exc
         if scope.cancelled_caught and error is None:
             # trio.Cancelled cannot be constructed: the kill is reported as a stop
             error = ActorStoppedError(f"child {child.spec.id!r} was killed")
@@ -420,28 +451,51 @@ class Supervisor:
         child = event.child
         if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
             return
-        if event.error is not None and not isinstance(event.error, Exception):
+        error = event.error
+        child_id = child.spec.id
+        if error is not None and not isinstance(error, Exception):
             # a BaseException ends the whole tree: the others stop in order, then it propagates
-            self._finish(child, event.error)
+            _log.error(
+                "supervisor %r: child %r raised %r; stopping the tree",
+                self.name, child_id, error, extra={"supervisor": self.name, "child": child_id},
+            )
+            self._finish(child, error)
             await self._stop_all()
-            raise event.error
+            raise error
         restart = child.spec.restart
-        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and event.error is None):
-            self._finish(child, event.error)
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and _is_shutdown(child, error)):
+            if error is not None:
+                # nobody else hears of this error but the child's watchers
+                _log.warning(
+                    "supervisor %r: %s child %r exited with %r; not restarted",
+                    self.name, restart.value, child_id, error,
+                    extra={"supervisor": self.name, "child": child_id, "error": error},
+                )
+            ended = ChildState.GAVE_UP if isinstance(error, RestartIntensityExceeded) else ChildState.STOPPED
+            self._finish(child, error, ended)
             return
         now = anyio.current_time()
         intensity = self.spec.intensity
         if intensity is not None and _over_intensity(self._restart_times, now, intensity):
-            self._finish(child, event.error)  # its watchers hear why it stopped for good
+            self._finish(child, error)  # its watchers hear why it stopped for good
             await self._stop_all()
             gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
-            gave_up.__cause__ = event.error
-            if self.on_give_up is not None:
-                self.on_give_up(self.name, gave_up)
+            gave_up.__cause__ = error
+            _log.error(
+                "supervisor %r gave up: more than %d restarts within %s s (last: child %r, %r)",
+                self.name, intensity.max_restarts, intensity.within, child_id, error,
+                extra={"supervisor": self.name, "child": child_id, "error": error},
+            )
+            self._tell_give_up(gave_up)
             raise gave_up
         own = child.spec.intensity
         if own is not None and _over_intensity(child.restart_times, now, own):
-            self._finish(child, event.error, ChildState.GAVE_UP)
+            _log.error(
+                "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
+                self.name, child_id, own.max_restarts, own.within, error,
+                extra={"supervisor": self.name, "child": child_id, "error": error},
+            )
+            self._finish(child, error, ChildState.GAVE_UP)
             return
         self.restarts += 1
         group = self._group(child)
@@ -456,11 +510,35 @@ class Supervisor:
             member.restarts += 1
             member.state = ChildState.RESTARTING
         delay = self._backoff_delay(child, now)
+        _log.info(
+            "supervisor %r: child %r %s; restarting %s (restart %d%s)",
+            self.name, child_id, "exited" if error is None else f"crashed with {error!r}",
+            ", ".join(repr(m.spec.id) for m in group), child.restarts,
+            f", in {delay:.3f} s" if delay > 0 else "",
+            extra={
+                "supervisor": self.name, "child": child_id, "attempt": child.restarts,
+                "error": error, "delay": delay, "group": tuple(m.spec.id for m in group),
+            },
+        )
         if delay > 0:
             assert self._tg is not None
-            self._tg.start_soon(self._restart_after, group, delay)
+            timer = _Timer(anyio.CancelScope(), list(group))
+            for member in group:
+                member.timer = timer
+            self._tg.start_soon(self._restart_after, timer, delay)
         else:
             await self._start_group(group)
+
+    def _tell_give_up(self, gave_up: RestartIntensityExceeded) -> None:
+        if self.on_give_up is None:
+            return
+        try:
+            self.on_give_up(self.name, gave_up)
+        except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+            # the give-up itself is raised to the parent whatever the listener does
+            _log.exception(
+                "give-up listener raised on supervisor %r; ignored", self.name, extra={"supervisor": self.name}
+            )
 
     def _group(self, child: _Child) -> tuple[_Child, ...]:
         strategy = self.spec.strategy
@@ -482,14 +560,12 @@ class Supervisor:
         child.backoff_restarts += 1
         return delay
 
-    async def _restart_after(self, group: tuple[_Child, ...], delay: float) -> None:
-        with anyio.CancelScope() as scope:
-            for member in group:
-                member.timer = scope
+    async def _restart_after(self, timer: _Timer, delay: float) -> None:
+        with timer.scope:
             await anyio.sleep(delay)
-            for member in group:
+            for member in timer.members:
                 member.timer = None
-            self._events.append(_RestartDue(group))
+            self._events.append(_RestartDue(tuple(timer.members)))
             self._notify()
 
     async def _start_group(self, group: tuple[_Child, ...]) -> None:
@@ -510,9 +586,13 @@ class Supervisor:
             self._finish(child, None)
 
     async def _stop_child(self, child: _Child) -> None:
-        if child.timer is not None:
-            child.timer.cancel()
+        timer = child.timer
+        if timer is not None:
+            # the group's timer still restarts the other members: it is cancelled with its last one
             child.timer = None
+            timer.members.remove(child)
+            if not timer.members:
+                timer.scope.cancel()
         if child.state is ChildState.RESTARTING:
             child.state = ChildState.STOPPED
             return
