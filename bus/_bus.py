@@ -102,8 +102,8 @@ class EventBus:
             dispatcher.unrouted += 1
             return
         delivery = (event, self._new_context(headers))
-        for queue, capacity in route.room_checks:
-            if len(queue) >= capacity:
+        for guarded, capacity in route.room_checks:
+            if len(guarded.queue) >= capacity:
                 break
         else:
             # every mailbox has room (or drops rather than refuses): nothing here waits or raises
@@ -141,8 +141,8 @@ class EventBus:
             self._emit_from_thread(event, headers)
             return
         route = dispatcher.route(event)
-        for queue, capacity in route.room_checks:
-            if len(queue) >= capacity:
+        for guarded, capacity in route.room_checks:
+            if len(guarded.queue) >= capacity:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")

@@ -4,6 +4,7 @@ past its restart intensity, and stops children in reverse order within their shu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import math
@@ -60,13 +61,13 @@ GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
 class _Child:
     spec: ChildSpec
     runnable: ActorCell | Supervisor
-    dynamic: bool = False
     state: ChildState = ChildState.STOPPED
     incarnation: int = 0
     restarts: int = 0
     scope: anyio.CancelScope | None = None
-    exit_waiters: list[OneShot] = attrs.Factory(list)
-    restart_times: list[float] = attrs.Factory(list)
+    # made on first use: a supervisor may have 100,000 idle children
+    exit_waiters: list[OneShot] | None = None
+    restart_times: list[float] | None = None
     backoff_restarts: int = 0
     last_started: float = 0.0
     timer: _Timer | None = None
@@ -135,6 +136,10 @@ class Supervisor:
         self._events: deque[_Exit | _RestartDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
+        #: actor children that hold a task, each with the mark of the linger sweep's last look
+        self._active: dict[ActorCell, object] = {}
+        self._sweeper_wake: OneShot | None = None
+        self._context = contextvars.copy_context()
         self._stop_requested = False
         #: "starting" (static children starting), "running" or "stopped"
         self._phase = "stopped"
@@ -214,7 +219,7 @@ class Supervisor:
         async with self._lock:
             if spec.id in self._by_id:
                 raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
-            child = self._new_child(spec, dynamic=True)
+            child = self._new_child(spec)
             self._children.append(child)
             self._by_id[spec.id] = child
             try:
@@ -290,6 +295,10 @@ class Supervisor:
         self._stop_requested = False
         self._events.clear()
         self._restart_times.clear()
+        self._active = {}
+        self._sweeper_wake = None
+        #: the context idle actors' activations start from when their on_start set no variable
+        self._context = contextvars.copy_context()
         self._children = [self._new_child(spec) for spec in self.spec.children]
         self._by_id = {child.spec.id: child for child in self._children}
         failure: BaseException | None = None
@@ -297,6 +306,8 @@ class Supervisor:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._phase = "starting"
+                if self.spec.linger is not None:
+                    tg.start_soon(self._sweep, self.spec.linger, name=f"supervisor {self.name} linger")
                 try:
                     async with self._lock:
                         await self._start_all()
@@ -332,7 +343,7 @@ class Supervisor:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _new_child(self, spec: ChildSpec, *, dynamic: bool = False) -> _Child:
+    def _new_child(self, spec: ChildSpec) -> _Child:
         runnable: ActorCell | Supervisor
         if isinstance(spec.start, SupervisorSpec):
             runnable = Supervisor(
@@ -351,7 +362,7 @@ class Supervisor:
                 dead_letters=self.dead_letters,
                 new_future=self.new_future,
             )
-        return _Child(spec, runnable, dynamic)
+        return _Child(spec, runnable)
 
     def _find(self, child_id: str) -> _Child:
         child = self._by_id.get(child_id)
@@ -379,31 +390,76 @@ class Supervisor:
             started.append(child)
 
     async def _start(self, child: _Child) -> None:
-        assert self._tg is not None
         child.state = ChildState.STARTING
         child.incarnation += 1
         started = self.new_future()
-        self._tg.start_soon(self._run_child, child, child.incarnation, started, name=child.spec.id)
+        self._spawn(child, started)
         try:
             await started
         except BaseException:
             child.state = ChildState.STOPPED
             raise
 
-    async def _run_child(self, child: _Child, incarnation: int, started: OneShot) -> None:
+    def activate(self, cell: ActorCell) -> None:
+        """Give an idle actor child a task again (its mailbox got a message or a stop request); a
+        child that is not running is left alone: its next incarnation takes its mail."""
+        child = self._by_id.get(cell.name)
+        if (
+            child is not None
+            and child.runnable is cell
+            and child.scope is None
+            and child.state in (ChildState.RUNNING, ChildState.STOPPING)
+        ):
+            self._spawn(child, None)
+
+    def _spawn(self, child: _Child, started: OneShot | None) -> None:
+        """Start a task for ``child``: its incarnation (``started`` given) or an idle one's activation.
+
+        The cancel scope exists before the task runs, so a kill that comes first still reaches it.
+        """
+        tg = self._tg
+        assert tg is not None
+        child.scope = scope = anyio.CancelScope()
+        runnable = child.runnable
+        if self.spec.linger is not None and isinstance(runnable, ActorCell):
+            active = self._active
+            if not active:
+                self._wake_sweeper()
+            active[runnable] = None
+            if started is None:
+                # an activation runs in the context its incarnation's on_start left, not in the
+                # context of whoever sent the message that woke it
+                context = runnable.task_context or self._context
+                context.run(self._start_soon, tg, child, scope)
+                return
+        tg.start_soon(self._run_child, child, child.incarnation, started, scope, name=child.spec.id)
+
+    def _start_soon(self, tg: anyio.abc.TaskGroup, child: _Child, scope: anyio.CancelScope) -> None:
+        tg.start_soon(self._run_child, child, child.incarnation, None, scope, name=child.spec.id)
+
+    async def _run_child(
+        self, child: _Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
+    ) -> None:
         def signal_started() -> None:
             # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
             # first message before that must still be seen to exit
             child.state = ChildState.RUNNING
-            child.last_started = anyio.current_time()
-            if not started.done():
+            if child.spec.backoff is not None:
+                child.last_started = anyio.current_time()
+            if started is not None and not started.done():
                 started.set_result(None)
 
+        runnable = child.runnable
         error: BaseException | None = None
-        with anyio.CancelScope() as scope:
-            child.scope = scope
+        ended = True
+        with scope:
             try:
-                await child.runnable.run(signal_started)
+                if isinstance(runnable, Supervisor):
+                    await runnable.run(signal_started)
+                elif started is None:
+                    ended = await runnable.resume()
+                else:
+                    ended = await runnable.run(signal_started, self if self.spec.linger is not None else None)
             except Exception as exc:
                 error = exc
             except BaseException as exc:
@@ -418,17 +474,51 @@ class Supervisor:
         if scope.cancelled_caught and error is None:
             # trio.Cancelled cannot be constructed: the kill is reported as a stop
             error = ActorStoppedError(f"child {child.spec.id!r} was killed")
-        child.scope = None
-        for waiter in child.exit_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        child.exit_waiters.clear()
-        if not started.done():
+            ended = True
+        if child.scope is scope:
+            child.scope = None
+        active = self._active
+        if isinstance(runnable, ActorCell) and active:
+            active.pop(runnable, None)
+            if not active:
+                # a dict keeps its peak size: start afresh rather than hold a table sized for every child
+                self._active = {}
+        waiters = child.exit_waiters
+        if waiters:
+            child.exit_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if not ended:
+            return  # idle: the incarnation lives on without a task
+        if started is not None and not started.done():
             started.set_exception(error or RuntimeError(f"child {child.spec.id!r} exited before it started"))
             return
         if child.state is ChildState.RUNNING and child.incarnation == incarnation:
             self._events.append(_Exit(child, incarnation, error))
             self._notify()
+
+    def _wake_sweeper(self) -> None:
+        wake = self._sweeper_wake
+        if wake is not None:
+            self._sweeper_wake = None
+            if not wake.done():
+                wake.set_result(None)
+
+    async def _sweep(self, linger: float) -> None:
+        """Every ``linger`` seconds, retire the actor children that stayed parked on an empty mailbox
+        since the previous look (so after ``linger`` to ``2 * linger`` seconds idle); sleep while none
+        has a task."""
+        while True:
+            if not self._active:
+                self._sweeper_wake = wake = self.new_future()
+                await wake
+                continue
+            await anyio.sleep(linger)
+            active = self._active
+            for cell, mark in tuple(active.items()):
+                if cell in active:
+                    active[cell] = cell.linger_check(mark)
 
     async def _supervise(self) -> None:
         while True:
@@ -489,6 +579,8 @@ class Supervisor:
             self._tell_give_up(gave_up)
             raise gave_up
         own = child.spec.intensity
+        if child.restart_times is None:
+            child.restart_times = []
         if own is not None and _over_intensity(child.restart_times, now, own):
             _log.error(
                 "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
@@ -596,13 +688,19 @@ class Supervisor:
         if child.state is ChildState.RESTARTING:
             child.state = ChildState.STOPPED
             return
-        if child.state is not ChildState.RUNNING or child.scope is None:
+        runnable = child.runnable
+        idle = isinstance(runnable, ActorCell) and runnable.idle
+        if child.state is not ChildState.RUNNING or (child.scope is None and not idle):
             return
         child.state = ChildState.STOPPING
         shutdown = child.spec.shutdown
         if shutdown == BRUTAL_KILL:
-            child.scope.cancel()
+            if child.scope is not None:
+                child.scope.cancel()
+            elif isinstance(runnable, ActorCell):
+                runnable.abandon()  # killed while idle: no task to cancel, and no on_stop
         else:
+            # an idle actor gets a task again to run its on_stop
             child.runnable.request_stop()
             if not await self._exited_within(child, shutdown) and child.scope is not None:
                 child.scope.cancel()
@@ -613,6 +711,8 @@ class Supervisor:
         if child.scope is None:
             return True
         waiter = self.new_future()
+        if child.exit_waiters is None:
+            child.exit_waiters = []
         child.exit_waiters.append(waiter)
         with anyio.move_on_after(timeout):
             await waiter
