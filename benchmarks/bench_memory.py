@@ -23,8 +23,9 @@ state, unbounded mailbox); each is told one message, and the reading is taken on
 it and 3 s passed. ``handlers``: a ``MessageRegistry`` with N distinct handler functions (made by a
 closure factory, distinct ``__qualname__``), each with its default policy, run by a ``BusTerminal``:
 one supervised handler actor per function; one event is emitted to all of them, then the same wait.
-``parked`` rows: the same actors right after the start, before any message and before the linger
-(every one still parked on its empty mailbox in its own task), for comparison.
+The "just started" rows: the same actors right after the start, before any message (an actor with
+an empty mailbox holds no task from its start on; before activation on demand each was parked in a
+task of its own), for comparison.
 
 The cyclic GC is disabled during the start (``gc.collect()`` runs before each reading), because
 rescanning a heap of 100,000 growing actors makes the start take minutes; it does not change what is
@@ -194,7 +195,7 @@ def main() -> None:
                 [],
                 "bytes/actor",
             ),
-            ("parked actor memory: just started, each task parked (minus before start)", parked, [], "bytes/actor"),
+            ("just started, no message yet (minus before start)", parked, [], "bytes/actor"),
             ("set-up memory, not counted above", setup, [], "bytes/item"),
         ],
         extra={

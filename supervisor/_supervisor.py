@@ -515,10 +515,14 @@ class Supervisor:
                 await wake
                 continue
             await anyio.sleep(linger)
-            active = self._active
-            for cell, mark in tuple(active.items()):
-                if cell in active:
-                    active[cell] = cell.linger_check(mark)
+            self._look()
+
+    def _look(self) -> None:
+        # a method of its own, so that no reference to the dict outlives the look (it may be replaced)
+        active = self._active
+        for cell, mark in tuple(active.items()):
+            if cell in active:
+                active[cell] = cell.linger_check(mark)
 
     async def _supervise(self) -> None:
         while True:
