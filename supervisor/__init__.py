@@ -9,6 +9,7 @@ printable snapshot of the whole tree.
 import logging
 
 from supervisor._backoff import Backoff
+from supervisor._child import ChildState
 from supervisor._errors import (
     ChildNotFoundError,
     ChildStartError,
@@ -26,7 +27,7 @@ from supervisor._spec import (
     Strategy,
     SupervisorSpec,
 )
-from supervisor._supervisor import ChildState, Supervisor
+from supervisor._supervisor import Supervisor
 
 # the library never configures logging: records go nowhere unless the application adds a handler
 logging.getLogger("supervisor").addHandler(logging.NullHandler())

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import enum
 import logging
 import math
 from collections import deque
 from collections.abc import Callable
 
 import anyio
-import attrs
 
 from actors import (
     ActorCell,
@@ -25,25 +23,21 @@ from actors import (
     current_future_factory,
     escaped_cancellation,
 )
+from supervisor._child import (
+    Child,
+    ChildState,
+    Exit,
+    RestartDue,
+    Timer,
+    is_shutdown,
+    over_intensity,
+)
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
+from supervisor._linger import Sweeper
 from supervisor._snapshot import ChildInfo, TreeSnapshot
-from supervisor._spec import BRUTAL_KILL, ChildSpec, Intensity, Restart, Strategy, SupervisorSpec
+from supervisor._spec import BRUTAL_KILL, ChildSpec, Restart, Strategy, SupervisorSpec
 
 _log = logging.getLogger("supervisor")
-
-
-class ChildState(enum.Enum):
-    """Where a child is in its life."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    #: waiting out a restart backoff
-    RESTARTING = "restarting"
-    STOPPING = "stopping"
-    #: stopped for good (kept as a spec: ``restart_child`` or ``delete_child`` may follow)
-    STOPPED = "stopped"
-    #: its own intensity ran out; stopped for good
-    GAVE_UP = "gave_up"
 
 
 def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -55,58 +49,6 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
-
-
-@attrs.define(eq=False)
-class _Child:
-    spec: ChildSpec
-    runnable: ActorCell | Supervisor
-    state: ChildState = ChildState.STOPPED
-    incarnation: int = 0
-    restarts: int = 0
-    scope: anyio.CancelScope | None = None
-    # made on first use: a supervisor may have 100,000 idle children
-    exit_waiters: list[OneShot] | None = None
-    restart_times: list[float] | None = None
-    backoff_restarts: int = 0
-    last_started: float = 0.0
-    timer: _Timer | None = None
-
-
-@attrs.define(eq=False)
-class _Timer:
-    """A restart backoff shared by a group; a member stopped meanwhile leaves ``members``."""
-
-    scope: anyio.CancelScope
-    members: list[_Child]
-
-
-@attrs.frozen
-class _Exit:
-    child: _Child
-    incarnation: int
-    error: BaseException | None
-
-
-@attrs.frozen
-class _RestartDue:
-    group: tuple[_Child, ...]
-
-
-def _is_shutdown(child: _Child, error: BaseException | None) -> bool:
-    """Whether an exit counts as OTP's ``normal`` or ``shutdown``: no error, or a nested supervisor that
-    gave up (OTP: a supervisor past its intensity exits with reason ``shutdown``)."""
-    return error is None or (child.spec.is_supervisor and isinstance(error, RestartIntensityExceeded))
-
-
-def _over_intensity(times: list[float], now: float, intensity: Intensity) -> bool:
-    # a list, not a deque: it holds at most max_restarts + 1 entries, and an empty deque per idle
-    # child would cost ~700 bytes
-    times.append(now)
-    horizon = now - intensity.within
-    while times and times[0] <= horizon:
-        del times[0]
-    return len(times) > intensity.max_restarts
 
 
 class Supervisor:
@@ -131,14 +73,13 @@ class Supervisor:
         self.new_future = new_future or current_future_factory()
         self.incarnation = 0
         self.restarts = 0
-        self._children: list[_Child] = []
-        self._by_id: dict[str, _Child] = {}
-        self._events: deque[_Exit | _RestartDue] = deque()
+        self._children: list[Child] = []
+        self._by_id: dict[str, Child] = {}
+        self._events: deque[Exit | RestartDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
-        #: actor children that hold a task, each with the mark of the linger sweep's last look
-        self._active: dict[ActorCell, object] = {}
-        self._sweeper_wake: OneShot | None = None
+        #: retires idle actor children (None with linger=None); one per incarnation
+        self._sweeper: Sweeper | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
         #: "starting" (static children starting), "running" or "stopped"
@@ -295,8 +236,8 @@ class Supervisor:
         self._stop_requested = False
         self._events.clear()
         self._restart_times.clear()
-        self._active = {}
-        self._sweeper_wake = None
+        linger = self.spec.linger
+        self._sweeper = None if linger is None else Sweeper(linger, self.new_future)
         #: the context idle actors' activations start from when their on_start set no variable
         self._context = contextvars.copy_context()
         self._children = [self._new_child(spec) for spec in self.spec.children]
@@ -306,8 +247,8 @@ class Supervisor:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._phase = "starting"
-                if self.spec.linger is not None:
-                    tg.start_soon(self._sweep, self.spec.linger, name=f"supervisor {self.name} linger")
+                if self._sweeper is not None:
+                    tg.start_soon(self._sweeper.run, name=f"supervisor {self.name} linger")
                 try:
                     async with self._lock:
                         await self._start_all()
@@ -343,7 +284,7 @@ class Supervisor:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _new_child(self, spec: ChildSpec) -> _Child:
+    def _new_child(self, spec: ChildSpec) -> Child:
         runnable: ActorCell | Supervisor
         if isinstance(spec.start, SupervisorSpec):
             runnable = Supervisor(
@@ -362,9 +303,9 @@ class Supervisor:
                 dead_letters=self.dead_letters,
                 new_future=self.new_future,
             )
-        return _Child(spec, runnable)
+        return Child(spec, runnable)
 
-    def _find(self, child_id: str) -> _Child:
+    def _find(self, child_id: str) -> Child:
         child = self._by_id.get(child_id)
         if child is None:
             raise ChildNotFoundError(f"supervisor {self.name!r} has no child {child_id!r}")
@@ -378,7 +319,7 @@ class Supervisor:
                 wake.set_result(None)
 
     async def _start_all(self) -> None:
-        started: list[_Child] = []
+        started: list[Child] = []
         for child in self._children:
             try:
                 await self._start(child)
@@ -389,7 +330,7 @@ class Supervisor:
                 raise ChildStartError(self.name, child.spec.id, exc) from exc
             started.append(child)
 
-    async def _start(self, child: _Child) -> None:
+    async def _start(self, child: Child) -> None:
         child.state = ChildState.STARTING
         child.incarnation += 1
         started = self.new_future()
@@ -412,7 +353,7 @@ class Supervisor:
         ):
             self._spawn(child, None)
 
-    def _spawn(self, child: _Child, started: OneShot | None) -> None:
+    def _spawn(self, child: Child, started: OneShot | None) -> None:
         """Start a task for ``child``: its incarnation (``started`` given) or an idle one's activation.
 
         The cancel scope exists before the task runs, so a kill that comes first still reaches it.
@@ -421,11 +362,9 @@ class Supervisor:
         assert tg is not None
         child.scope = scope = anyio.CancelScope()
         runnable = child.runnable
-        if self.spec.linger is not None and isinstance(runnable, ActorCell):
-            active = self._active
-            if not active:
-                self._wake_sweeper()
-            active[runnable] = None
+        sweeper = self._sweeper
+        if sweeper is not None and isinstance(runnable, ActorCell):
+            sweeper.track(runnable)
             if started is None:
                 # an activation runs in the context its incarnation's on_start left, not in the
                 # context of whoever sent the message that woke it
@@ -434,11 +373,11 @@ class Supervisor:
                 return
         tg.start_soon(self._run_child, child, child.incarnation, started, scope, name=child.spec.id)
 
-    def _start_soon(self, tg: anyio.abc.TaskGroup, child: _Child, scope: anyio.CancelScope) -> None:
+    def _start_soon(self, tg: anyio.abc.TaskGroup, child: Child, scope: anyio.CancelScope) -> None:
         tg.start_soon(self._run_child, child, child.incarnation, None, scope, name=child.spec.id)
 
     async def _run_child(
-        self, child: _Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
+        self, child: Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
     ) -> None:
         def signal_started() -> None:
             # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
@@ -459,7 +398,7 @@ class Supervisor:
                 elif started is None:
                     ended = await runnable.resume()
                 else:
-                    ended = await runnable.run(signal_started, self if self.spec.linger is not None else None)
+                    ended = await runnable.run(signal_started, None if self._sweeper is None else self)
             except Exception as exc:
                 error = exc
             except BaseException as exc:
@@ -477,12 +416,8 @@ class Supervisor:
             ended = True
         if child.scope is scope:
             child.scope = None
-        active = self._active
-        if isinstance(runnable, ActorCell) and active:
-            active.pop(runnable, None)
-            if not active:
-                # a dict keeps its peak size: start afresh rather than hold a table sized for every child
-                self._active = {}
+        if self._sweeper is not None and isinstance(runnable, ActorCell):
+            self._sweeper.untrack(runnable)
         waiters = child.exit_waiters
         if waiters:
             child.exit_waiters = None
@@ -495,34 +430,8 @@ class Supervisor:
             started.set_exception(error or RuntimeError(f"child {child.spec.id!r} exited before it started"))
             return
         if child.state is ChildState.RUNNING and child.incarnation == incarnation:
-            self._events.append(_Exit(child, incarnation, error))
+            self._events.append(Exit(child, incarnation, error))
             self._notify()
-
-    def _wake_sweeper(self) -> None:
-        wake = self._sweeper_wake
-        if wake is not None:
-            self._sweeper_wake = None
-            if not wake.done():
-                wake.set_result(None)
-
-    async def _sweep(self, linger: float) -> None:
-        """Every ``linger`` seconds, retire the actor children that stayed parked on an empty mailbox
-        since the previous look (so after ``linger`` to ``2 * linger`` seconds idle); sleep while none
-        has a task."""
-        while True:
-            if not self._active:
-                self._sweeper_wake = wake = self.new_future()
-                await wake
-                continue
-            await anyio.sleep(linger)
-            self._look()
-
-    def _look(self) -> None:
-        # a method of its own, so that no reference to the dict outlives the look (it may be replaced)
-        active = self._active
-        for cell, mark in tuple(active.items()):
-            if cell in active:
-                active[cell] = cell.linger_check(mark)
 
     async def _supervise(self) -> None:
         while True:
@@ -536,12 +445,12 @@ class Supervisor:
                 continue
             event = self._events.popleft()
             async with self._lock:
-                if isinstance(event, _RestartDue):
+                if isinstance(event, RestartDue):
                     await self._start_group(event.group)
                 else:
                     await self._on_exit(event)
 
-    async def _on_exit(self, event: _Exit) -> None:
+    async def _on_exit(self, event: Exit) -> None:
         child = event.child
         if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
             return
@@ -557,7 +466,7 @@ class Supervisor:
             await self._stop_all()
             raise error
         restart = child.spec.restart
-        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and _is_shutdown(child, error)):
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and is_shutdown(child, error)):
             if error is not None:
                 # nobody else hears of this error but the child's watchers
                 _log.warning(
@@ -570,7 +479,7 @@ class Supervisor:
             return
         now = anyio.current_time()
         intensity = self.spec.intensity
-        if intensity is not None and _over_intensity(self._restart_times, now, intensity):
+        if intensity is not None and over_intensity(self._restart_times, now, intensity):
             self._finish(child, error)  # its watchers hear why it stopped for good
             await self._stop_all()
             gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
@@ -585,7 +494,7 @@ class Supervisor:
         own = child.spec.intensity
         if child.restart_times is None:
             child.restart_times = []
-        if own is not None and _over_intensity(child.restart_times, now, own):
+        if own is not None and over_intensity(child.restart_times, now, own):
             _log.error(
                 "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
                 self.name, child_id, own.max_restarts, own.within, error,
@@ -618,7 +527,7 @@ class Supervisor:
         )
         if delay > 0:
             assert self._tg is not None
-            timer = _Timer(anyio.CancelScope(), list(group))
+            timer = Timer(anyio.CancelScope(), list(group))
             for member in group:
                 member.timer = timer
             self._tg.start_soon(self._restart_after, timer, delay)
@@ -636,7 +545,7 @@ class Supervisor:
                 "give-up listener raised on supervisor %r; ignored", self.name, extra={"supervisor": self.name}
             )
 
-    def _group(self, child: _Child) -> tuple[_Child, ...]:
+    def _group(self, child: Child) -> tuple[Child, ...]:
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return (child,)
@@ -646,7 +555,7 @@ class Supervisor:
         alive = (ChildState.RUNNING, ChildState.RESTARTING, ChildState.STARTING)
         return tuple(c for c in members if c is child or c.state in alive)
 
-    def _backoff_delay(self, child: _Child, now: float) -> float:
+    def _backoff_delay(self, child: Child, now: float) -> float:
         backoff = child.spec.backoff
         if backoff is None:
             return 0.0
@@ -656,15 +565,15 @@ class Supervisor:
         child.backoff_restarts += 1
         return delay
 
-    async def _restart_after(self, timer: _Timer, delay: float) -> None:
+    async def _restart_after(self, timer: Timer, delay: float) -> None:
         with timer.scope:
             await anyio.sleep(delay)
             for member in timer.members:
                 member.timer = None
-            self._events.append(_RestartDue(tuple(timer.members)))
+            self._events.append(RestartDue(tuple(timer.members)))
             self._notify()
 
-    async def _start_group(self, group: tuple[_Child, ...]) -> None:
+    async def _start_group(self, group: tuple[Child, ...]) -> None:
         for member in group:
             if member.state is not ChildState.RESTARTING:
                 continue
@@ -673,7 +582,7 @@ class Supervisor:
             except Exception as exc:
                 # a restart that fails to start counts as another crash of that child
                 member.state = ChildState.RUNNING
-                self._events.appendleft(_Exit(member, member.incarnation, exc))
+                self._events.appendleft(Exit(member, member.incarnation, exc))
                 return
 
     async def _stop_all(self) -> None:
@@ -681,7 +590,7 @@ class Supervisor:
             await self._stop_child(child)
             self._finish(child, None)
 
-    async def _stop_child(self, child: _Child) -> None:
+    async def _stop_child(self, child: Child) -> None:
         timer = child.timer
         if timer is not None:
             # the group's timer still restarts the other members: it is cancelled with its last one
@@ -711,7 +620,7 @@ class Supervisor:
         await self._exited_within(child, math.inf)
         child.state = ChildState.STOPPED
 
-    async def _exited_within(self, child: _Child, timeout: float) -> bool:
+    async def _exited_within(self, child: Child, timeout: float) -> bool:
         if child.scope is None:
             return True
         waiter = self.new_future()
@@ -722,13 +631,13 @@ class Supervisor:
             await waiter
         return waiter.done() and not waiter.cancelled()
 
-    def _finish(self, child: _Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
+    def _finish(self, child: Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
         child.state = state
         child.runnable.terminate(error)
         if child.spec.restart is Restart.TEMPORARY and self._by_id.get(child.spec.id) is child:
             self._forget(child)
 
-    def _forget(self, child: _Child) -> None:
+    def _forget(self, child: Child) -> None:
         self._children.remove(child)
         del self._by_id[child.spec.id]
 
