@@ -71,8 +71,10 @@ def _changed_vars(found: contextvars.Context) -> contextvars.Context | None:
 
 class ActivationHost(Protocol):
     """Runs an idle incarnation again: what a supervisor gives ``ActorCell.run`` so that its actor can
-    give up its task while idle. ``activate`` must start a task (in the host's task group) that calls
-    ``cell.resume()``, or do nothing when the child is not running (a restart then picks up the mail)."""
+    give up its task while idle. ``activate`` must start a task (in the host's task group, inside
+    ``cell.task_context`` when there is one and never in the caller's context, which is a sender's)
+    that calls ``cell.resume()``, or do nothing when the child is not running (its next incarnation
+    then takes the mail)."""
 
     def activate(self, cell: ActorCell, /) -> None: ...
 
@@ -250,9 +252,10 @@ class ActorCell(ActorContext):
         """Start an incarnation (``on_start``, then ``started()``) and run its first activation.
 
         Returns True on a normal exit (after ``on_stop`` ran) and raises the actor's exception on a
-        crash (after ``on_stop`` ran). With a ``host`` it may instead return False: the task parked on
-        an empty mailbox past the host's linger, and the incarnation lives on without a task until a
-        message or a stop request makes the host call ``activate`` and then ``resume`` in a new task.
+        crash (after ``on_stop`` ran). With a ``host`` it may instead return False: the mailbox was
+        empty right after ``on_start``, or the task stayed parked on it past the host's linger (see
+        ``linger_check``); the incarnation then lives on without a task until a message or a stop
+        request makes the host call ``activate`` and then ``resume`` in a new task.
         """
         actor = self._factory()
         actor._context = self
