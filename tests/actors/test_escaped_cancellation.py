@@ -138,3 +138,19 @@ async def test_a_real_kill_is_not_mistaken_for_an_escaped_cancellation() -> None
             raise
     assert verdicts == [None]
     assert escaped_cancellation("a", ValueError("not a cancellation")) is None
+
+
+async def test_an_asyncio_cancelled_error_raised_by_hand_is_an_ordinary_crash_on_either_backend() -> None:
+    import asyncio
+
+    class RaisesByHand(Actor):
+        async def receive(self, message: Any) -> Any:
+            if message == LEAK:
+                raise asyncio.CancelledError("raised by hand")
+            return self.context.incarnation
+
+    async with open_supervisor([ChildSpec("a", RaisesByHand)]) as sup:
+        with pytest.raises(ActorCrashedError) as caught:
+            await sup.ref("a").ask(LEAK, timeout=5)
+        assert isinstance(caught.value.__cause__, asyncio.CancelledError)
+        assert await sup.ref("a").ask(WHO, timeout=5) == 2
