@@ -4,18 +4,31 @@
 supervisor (package ``supervisor``) decides what happens when one ends.
 """
 
+import logging
+
 from actors._actor import Actor, ActorContext
+from actors._cancellation import escaped_cancellation
 from actors._cell import ActorCell, ActorStatistics, Redelivery, Terminated
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
-from actors._errors import ActorError, ActorStoppedError, MailboxFullError, RequestDroppedError
-from actors._mailbox import Mailbox, MailboxSpec, Overflow
+from actors._errors import (
+    ActorCrashedError,
+    ActorError,
+    ActorStoppedError,
+    MailboxFullError,
+    RequestDroppedError,
+)
+from actors._mailbox import Mailbox, MailboxSpec, Overflow, Request
 from actors._ref import ActorRef
-from actors._waiting import TrioFuture, current_future_factory
+from actors._waiting import FutureFactory, OneShot, TrioFuture, current_future_factory
+
+# the library never configures logging: records go nowhere unless the application adds a handler
+logging.getLogger("actors").addHandler(logging.NullHandler())
 
 __all__ = (
     "Actor",
     "ActorCell",
     "ActorContext",
+    "ActorCrashedError",
     "ActorError",
     "ActorRef",
     "ActorStatistics",
@@ -23,13 +36,17 @@ __all__ = (
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetters",
+    "FutureFactory",
     "Mailbox",
     "MailboxFullError",
     "MailboxSpec",
+    "OneShot",
     "Overflow",
     "Redelivery",
+    "Request",
     "RequestDroppedError",
     "Terminated",
     "TrioFuture",
     "current_future_factory",
+    "escaped_cancellation",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actors._cell import ActorCell
+    from actors._mailbox import Mailbox
     from actors._ref import ActorRef
 
 
@@ -13,39 +13,35 @@ class ActorContext:
     """What an actor knows of itself: its ref, its incarnation, the current delivery attempt.
 
     ``attempt`` is the delivery attempt of the message being processed: 1, or 2, 3, ... when a message
-    that crashed the previous incarnation is redelivered (see ``Redelivery``).
+    that crashed the previous incarnation is redelivered (see ``Redelivery``). The runtime's
+    ``ActorCell`` is its actor's context (it subclasses this class, so that an actor costs one object
+    rather than two); an actor uses only the names below.
     """
 
-    __slots__ = ("_cell", "attempt")
+    __slots__ = ()
 
-    def __init__(self, cell: ActorCell) -> None:
-        self._cell = cell
-        #: delivery attempt of the message being processed: 1, or more when it is redelivered
-        self.attempt = 1
+    #: the actor's own ref (stable across restarts)
+    ref: ActorRef
+    #: the actor's name
+    name: str
+    #: 1 for the first incarnation, incremented at every restart
+    incarnation: int
+    #: delivery attempt of the message being processed: 1, or more when it is redelivered
+    attempt: int
 
-    @property
-    def ref(self) -> ActorRef:
-        """The actor's own ref (stable across restarts)."""
-        return self._cell.ref
+    if TYPE_CHECKING:
+        mailbox: Mailbox
 
-    @property
-    def name(self) -> str:
-        """The actor's name."""
-        return self._cell.name
-
-    @property
-    def incarnation(self) -> int:
-        """1 for the first incarnation, incremented at every restart."""
-        return self._cell.incarnation
+        def request_stop(self) -> None: ...
 
     @property
     def queued(self) -> int:
         """How many messages wait in the mailbox behind the current one (lets an actor batch)."""
-        return len(self._cell.mailbox)
+        return len(self.mailbox)
 
     def stop(self) -> None:
         """Stop normally once the current message is processed (a normal exit, not a crash)."""
-        self._cell.request_stop()
+        self.request_stop()
 
 
 class Actor:

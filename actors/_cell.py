@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import attrs
 
 from actors._actor import Actor, ActorContext
+from actors._cancellation import call_listener, escaped_cancellation
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError
 from actors._mailbox import UNBOUNDED, Mailbox, MailboxSpec, Request, fail_request
@@ -35,6 +36,8 @@ class ActorStatistics:
     processed: int
     failed: int
     alive: bool
+    #: True while the incarnation lives on without a task (its mailbox stayed empty past the linger)
+    idle: bool = False
 
 
 @attrs.frozen
@@ -58,16 +61,43 @@ NO_REDELIVERY = Redelivery()
 Watcher = Callable[[Terminated], None]
 
 
-class ActorCell:
-    """Everything about an actor that outlives one incarnation, plus ``run`` for one incarnation."""
+def _changed_vars(found: contextvars.Context) -> contextvars.Context | None:
+    """This task's context now, if it differs from ``found`` (taken before ``on_start``); else None."""
+    now = contextvars.copy_context()
+    if len(now) == len(found) and all(found.get(var, found) is value for var, value in now.items()):
+        return None
+    return now
+
+
+class ActivationHost(Protocol):
+    """Runs an idle incarnation again: what a supervisor gives ``ActorCell.run`` so that its actor can
+    give up its task while idle. ``activate`` must start a task (in the host's task group, inside
+    ``cell.task_context`` when there is one and never in the caller's context, which is a sender's)
+    that calls ``cell.resume()``, or do nothing when the child is not running (its next incarnation
+    then takes the mail)."""
+
+    def activate(self, cell: ActorCell, /) -> None: ...
+
+
+class ActorCell(ActorContext):
+    """Everything about an actor that outlives one incarnation, plus ``run`` for one incarnation.
+
+    It is also the ``ActorContext`` its actor sees (one object per actor rather than two: a supervisor
+    may hold 100,000 idle actors); an actor uses only the context's names.
+    """
 
     __slots__ = (
+        "_actor",
         "_factory",
+        "_host",
         "_pause",
         "_redelivery",
+        "_retiring",
         "_stop_requested",
         "_terminated",
+        "_vars",
         "_watchers",
+        "attempt",
         "dead_letters",
         "failed",
         "incarnation",
@@ -90,10 +120,11 @@ class ActorCell:
         new_future: FutureFactory | None = None,
     ) -> None:
         self.name = name
+        self.attempt = 1
         self._factory = factory
         self.new_future = new_future or current_future_factory()
         self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
-        self.mailbox = Mailbox(name, mailbox, self.dead_letters, self.new_future)
+        self.mailbox = Mailbox(name, mailbox, self.dead_letters, self.new_future, self)
         self.redelivery = redelivery
         self.ref = ActorRef(self)
         self.incarnation = 0
@@ -102,15 +133,27 @@ class ActorCell:
         self._redelivery: tuple[Any, int] | None = None
         self._stop_requested = False
         self._pause: OneShot | None = None
-        self._watchers: list[Watcher] = []
+        self._watchers: list[Watcher] | None = None  # made on first watch: idle actors are many
         self._terminated: Terminated | None = None
+        #: the live incarnation, between its on_start and its end (also while it is idle)
+        self._actor: Actor | None = None
+        self._host: ActivationHost | None = None
+        self._retiring = False
+        self._vars: contextvars.Context | None = None
 
     # -- control, called by the supervisor ------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Ask the running incarnation to end after its current message."""
+        """Ask the running incarnation to end after its current message (an idle one is activated to run
+        its ``on_stop``)."""
         self._stop_requested = True
-        self.mailbox.wake()
+        mailbox = self.mailbox
+        if mailbox.idle:
+            if self._actor is not None:
+                mailbox.unidle()
+                self.activate()
+        else:
+            mailbox.wake()
         pause = self._pause
         if pause is not None and not pause.done():
             pause.set_result(None)
@@ -123,12 +166,11 @@ class ActorCell:
         pending, self._redelivery = self._redelivery, None
         if pending is not None:
             self._lose(pending[0], DeadLetterReason.STOPPED, error, pending[1] - 1)
+        self._actor = None
         self.mailbox.close()
-        watchers, self._watchers = self._watchers, []
+        watchers, self._watchers = self._watchers or (), None
         for watcher in watchers:
-            # a watcher's bug must not break whoever stops the actor
-            with contextlib.suppress(Exception):
-                watcher(notice)
+            call_listener(watcher, notice, "watcher of actor %r raised; ignored", self.name)
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""
@@ -138,15 +180,18 @@ class ActorCell:
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Notify ``watcher`` when the actor stops for good; returns the unwatch function.
 
-        Watchers run synchronously inside whatever stops the actor; an exception from one is ignored.
+        Watchers run synchronously inside whatever stops the actor; an exception from one is logged (logger
+        ``actors``) and ignored.
         """
         if self._terminated is not None:
             watcher(self._terminated)
             return lambda: None
+        if self._watchers is None:
+            self._watchers = []
         self._watchers.append(watcher)
 
         def unwatch() -> None:
-            if watcher in self._watchers:
+            if self._watchers is not None and watcher in self._watchers:
                 self._watchers.remove(watcher)
 
         return unwatch
@@ -160,34 +205,123 @@ class ActorCell:
             self.processed,
             self.failed,
             not self.mailbox.closed,
+            self.idle,
         )
 
     # -- one incarnation ------------------------------------------------------------------------
 
-    async def run(self, started: Callable[[], None]) -> None:
-        """Run one incarnation: ``on_start``, then ``started()``, then messages until a stop request.
+    @property
+    def idle(self) -> bool:
+        """True while the incarnation lives on without a task (its mailbox stayed empty past the linger)."""
+        return self._actor is not None and self.mailbox.idle
 
-        Returns on a normal exit, raises the actor's exception on a crash (after ``on_stop`` ran).
+    @property
+    def task_context(self) -> contextvars.Context | None:
+        """The context variables this incarnation's ``on_start`` set, for its later tasks to run in
+        (``Context.run(task_group.start_soon, ...)``), so that receive sees them as it did when one task
+        ran the whole incarnation; None when ``on_start`` set none."""
+        return self._vars
+
+    def activate(self) -> None:
+        """A message (or a stop request) arrived for an idle incarnation: ask the host for a task."""
+        host = self._host
+        if host is not None and self._actor is not None:
+            host.activate(self)
+
+    def abandon(self) -> None:
+        """The idle incarnation was killed: it ends without ``on_stop``, as a killed busy one would."""
+        if self.mailbox.idle:
+            self._actor = None
+
+    def linger_check(self, mark: object) -> object:
+        """One look of a host's linger sweep; returns the mark to pass at the next look.
+
+        A task parked on its empty mailbox since the previous look (same ``mark``) is asked to end and
+        leave the incarnation idle; the next message, or a stop request, makes the host ``activate`` it.
+        """
+        receiver = self.mailbox._receiver
+        if receiver is None:
+            return None  # busy, or already leaving
+        if receiver is mark:
+            self._retiring = True
+            self.mailbox.wake()
+            return None
+        return receiver
+
+    async def run(self, started: Callable[[], None], host: ActivationHost | None = None) -> bool:
+        """Start an incarnation (``on_start``, then ``started()``) and run its first activation.
+
+        Returns True on a normal exit (after ``on_stop`` ran) and raises the actor's exception on a
+        crash (after ``on_stop`` ran). With a ``host`` it may instead return False: the mailbox was
+        empty right after ``on_start``, or the task stayed parked on it past the host's linger (see
+        ``linger_check``); the incarnation then lives on without a task until a message or a stop
+        request makes the host call ``activate`` and then ``resume`` in a new task.
         """
         actor = self._factory()
-        actor._context = context = ActorContext(self)
+        actor._context = self
         self.incarnation += 1
         self._stop_requested = False
-        await actor.on_start()
-        started()
+        self._retiring = False
+        self._host = host
+        self._actor = None
+        self._vars = None
+        found = contextvars.copy_context() if host is not None else None
         try:
-            await self._process(actor, context)
-        except Exception:
-            await actor.on_stop()
-            raise
-        await actor.on_stop()
+            await actor.on_start()
+        except BaseException as exc:
+            crash = escaped_cancellation(self.name, exc)
+            if crash is None:
+                raise
+            raise crash from exc
+        if found is not None:
+            self._vars = _changed_vars(found)
+        self._actor = actor
+        started()
+        mailbox = self.mailbox
+        if host is not None and not mailbox and self._redelivery is None and not self._stop_requested:
+            # nothing to do yet: hold no task until the first message (a tree may start 100,000 actors)
+            mailbox.go_idle()
+            return False
+        return await self.resume()
 
-    async def _process(self, actor: Actor, context: ActorContext) -> None:
+    async def resume(self) -> bool:
+        """Run the live incarnation in this task again: the same outcome as ``run``."""
+        actor = self._actor
+        if actor is None:
+            raise RuntimeError(f"actor {self.name!r} has no live incarnation to resume")
+        self.mailbox.unidle()
+        try:
+            if await self._process(actor):
+                return False
+        except Exception:
+            self._actor = None
+            await self._end(actor)
+            raise
+        except BaseException:
+            # killed, or a BaseException that ends the tree: no on_stop
+            self._actor = None
+            raise
+        self._actor = None
+        await self._end(actor)
+        return True
+
+    async def _end(self, actor: Actor) -> None:
+        try:
+            await actor.on_stop()
+        except BaseException as exc:
+            crash = escaped_cancellation(self.name, exc)
+            if crash is None:
+                raise
+            raise crash from exc
+
+    async def _process(self, actor: Actor) -> bool:
+        """Messages until a stop request (False) or, when asked to retire while parked, idle (True)."""
         mailbox = self.mailbox
         queue = mailbox.queue
         receive = actor.receive
         item: Any = None
-        attempt = 1
+        context = self  # the actor's context: ``attempt`` is read from it
+        attempt = context.attempt = 1
         try:
             while not self._stop_requested:
                 if self._redelivery is not None:
@@ -211,37 +345,51 @@ class ActorCell:
                         continue
                 else:
                     await mailbox.wait_nonempty()
+                    if self._retiring:
+                        # the linger sweep woke us: leave, unless something arrived meanwhile
+                        self._retiring = False
+                        if not queue and not self._stop_requested:
+                            mailbox.go_idle()
+                            return True
                     continue
                 context.attempt = attempt
                 if type(item) is Request:
-                    try:
-                        result = await receive(item.message)
-                    except Exception as exc:
-                        fail_request(item, exc)
-                        item = None
-                        raise
+                    result = await receive(item.message)
                     if not item.reply.done():
                         item.reply.set_result(result)
                 else:
                     await receive(item)
                 item = None
                 self.processed += 1
+            return False
         except Exception as exc:
-            self.failed += 1
-            if item is not None:
-                if attempt <= self.redelivery.max_redeliveries:
-                    self._redelivery = (item, attempt + 1)
-                else:
-                    self._redelivery = None
-                    self._lose(item, DeadLetterReason.CRASHED, exc, attempt)
+            self._crashed(item, attempt, exc)
             raise
         except BaseException as exc:
+            crash = escaped_cancellation(self.name, exc)
+            if crash is not None:
+                # not a kill: an ordinary crash, and the asker must not get a bare cancellation
+                self._crashed(item, attempt, crash)
+                raise crash from exc
             if item is not None and self._redelivery is None:
                 # killed (cancelled), or a BaseException such as SystemExit that will end the tree:
                 # an asker gets that exception itself rather than a stopped-actor error
                 cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
                 self._lose(item, DeadLetterReason.KILLED, None if cancelled else exc, attempt)
             raise
+
+    def _crashed(self, item: Any, attempt: int, error: Exception) -> None:
+        self.failed += 1
+        if item is None:
+            return
+        if type(item) is Request:
+            # asks are never redelivered: the error goes to the asker
+            fail_request(item, error)
+        elif attempt <= self.redelivery.max_redeliveries:
+            self._redelivery = (item, attempt + 1)
+        else:
+            self._redelivery = None
+            self._lose(item, DeadLetterReason.CRASHED, error, attempt)
 
     async def _paused(self, delay: float) -> bool:
         """Sleep ``delay`` seconds; False when a stop request cut the pause short."""

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from actors._cancellation import call_listener
+
 
 class DeadLetterReason(enum.Enum):
     """Why a message could not be delivered."""
@@ -40,8 +42,8 @@ class DeadLetters:
     """Collects dead letters and hands each to every subscribed listener, synchronously.
 
     Listeners run inside the call that produced the dead letter (often a sender's ``tell_nowait``),
-    so they must be quick and must not raise; an exception from a listener is counted and dropped
-    rather than breaking the sender.
+    so they must be quick and must not raise; an exception from a listener is counted, logged (logger
+    ``actors``) and dropped rather than breaking the sender.
     """
 
     __slots__ = ("_count", "_listener_errors", "_listeners")
@@ -65,9 +67,8 @@ class DeadLetters:
         """Record a dead letter and pass it to the listeners."""
         self._count += 1
         for listener in tuple(self._listeners):
-            try:
-                listener(letter)
-            except Exception:  # noqa: BLE001 - a listener must never break the sender
+            # a listener must never break the sender
+            if not call_listener(listener, letter, "dead-letter listener raised on a letter for %r", letter.recipient):
                 self._listener_errors += 1
 
     @property

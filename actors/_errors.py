@@ -18,3 +18,19 @@ class MailboxFullError(ActorError):
 
 class RequestDroppedError(MailboxFullError):
     """An ``ask`` was dropped by a full mailbox's ``drop_new`` or ``drop_oldest`` policy."""
+
+
+class ActorCrashedError(ActorError):
+    """An actor crashed with an exception that must not reach others as itself.
+
+    Today that is a cancellation (``asyncio.CancelledError``, ``trio.Cancelled``) that escaped the actor's
+    code without coming from the actor's own cancel scope: for instance a ``receive`` that awaited a
+    future someone else cancelled. It is an ordinary crash of that actor (restarted per policy), and the
+    asker of the message gets this error, with the escaped exception as its ``__cause__``, instead of a
+    bare cancellation that would cancel the asker's own task.
+    """
+
+    def __init__(self, actor: str, cause: BaseException) -> None:
+        super().__init__(f"actor {actor!r} crashed: {type(cause).__name__} escaped its code: {cause!r}")
+        self.actor = actor
+        self.__cause__ = cause

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -43,8 +43,34 @@ class MailboxSpec:
 UNBOUNDED: Final = MailboxSpec()
 
 
+class _IdleQueue(deque[Any]):
+    """The queue of every idle mailbox: one shared, empty deque that refuses items.
+
+    An empty deque costs ~770 bytes, more than the rest of an idle actor: an idle mailbox (its actor
+    has no task) holds this shared one instead, and gets a deque of its own again with its next message.
+    Appending to it is a bug (the put would be lost for the other mailboxes sharing it), so it raises.
+    """
+
+    def append(self, item: Any, /) -> None:
+        raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_nowait")
+
+    def appendleft(self, item: Any, /) -> None:
+        raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_nowait")
+
+
+IDLE_QUEUE: Final = _IdleQueue()
+
+
+class Activatable(Protocol):
+    """What owns a mailbox that can go idle: it starts a task again when a message arrives."""
+
+    def activate(self) -> None: ...
+
+
 class Request:
-    """An ``ask``: the message and the future its reply goes to."""
+    """An ``ask`` as it sits in a mailbox: the message and the ``OneShot`` its reply (or the actor's
+    error) goes to. Put one in a mailbox to ask without ``ActorRef.ask``; the actor's ``receive`` gets
+    ``message`` and its return value completes ``reply``."""
 
     __slots__ = ("message", "reply")
 
@@ -68,6 +94,7 @@ class Mailbox:
         "_dead_letters",
         "_new_future",
         "_overflow",
+        "_owner",
         "_receiver",
         "_senders",
         "name",
@@ -80,16 +107,20 @@ class Mailbox:
         spec: MailboxSpec,
         dead_letters: DeadLetters,
         new_future: FutureFactory,
+        owner: Activatable | None = None,
     ) -> None:
         self.name = name
+        #: the messages, oldest first; ``IDLE_QUEUE`` (shared, empty) while the mailbox is idle
         self.queue: deque[Any] = deque()
         self._capacity = spec.capacity
         self._overflow = spec.overflow
         self._dead_letters = dead_letters
         self._new_future = new_future
+        self._owner = owner
         self._receiver: OneShot | None = None
-        # a list, not a deque: an idle actor's empty deque costs ~700 bytes, and waiting senders are few
-        self._senders: list[OneShot] = []
+        # made on first use, and a list, not a deque: an idle actor's empty deque would cost ~770 bytes,
+        # and waiting senders are few
+        self._senders: list[OneShot] | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -112,6 +143,9 @@ class Mailbox:
         queue = self.queue
         if self._capacity is not None and len(queue) >= self._capacity and not self._overflowed(item):
             return
+        if queue is IDLE_QUEUE:
+            self._wake_idle().append(item)
+            return
         queue.append(item)
         receiver = self._receiver
         if receiver is not None:
@@ -119,18 +153,37 @@ class Mailbox:
             if not receiver.done():
                 receiver.set_result(None)
 
+    def put_over_capacity(self, item: Any) -> None:
+        """Queue ``item`` at the back even when the mailbox is full: no overflow policy applies.
+
+        For messages a bound must never refuse (Akka's system messages): notices, and a send that
+        waiting for room would deadlock. A closed mailbox still rejects ``item`` as a dead letter.
+        """
+        if self._closed:
+            self._reject(item)
+            return
+        queue = self.queue
+        if queue is IDLE_QUEUE:
+            self._wake_idle().append(item)
+            return
+        queue.append(item)
+        self.wake()
+
     async def put(self, item: Any) -> None:
         """Queue ``item``, waiting for room when the mailbox is full under backpressure."""
         capacity = self._capacity
         if capacity is not None and self._overflow is Overflow.BACKPRESSURE:
             while len(self.queue) >= capacity and not self._closed:
                 waiter = self._new_future()
-                self._senders.append(waiter)
+                senders = self._senders
+                if senders is None:
+                    self._senders = senders = []
+                senders.append(waiter)
                 try:
                     await waiter
                 except BaseException:
-                    if waiter in self._senders:
-                        self._senders.remove(waiter)
+                    if waiter in senders:
+                        senders.remove(waiter)
                     elif waiter.done() and not waiter.cancelled():
                         # we were handed the free slot but are leaving: pass it on
                         self._wake_sender()
@@ -139,7 +192,33 @@ class Mailbox:
 
     def put_front(self, item: Any) -> None:
         """Queue ``item`` ahead of everything else, ignoring capacity (used for redelivery)."""
-        self.queue.appendleft(item)
+        queue = self.queue
+        if queue is IDLE_QUEUE:
+            queue = self._wake_idle()
+        queue.appendleft(item)
+
+    @property
+    def idle(self) -> bool:
+        """True while the mailbox is idle: empty, and its actor holds no task."""
+        return self.queue is IDLE_QUEUE
+
+    def go_idle(self) -> None:
+        """The receiver's task is leaving an empty mailbox: give up the deque until the next message."""
+        if not self.queue:
+            self.queue = IDLE_QUEUE
+            self._receiver = None
+
+    def unidle(self) -> None:
+        """A task receives from this mailbox again: give it a deque of its own."""
+        if self.queue is IDLE_QUEUE:
+            self.queue = deque()
+
+    def _wake_idle(self) -> deque[Any]:
+        queue: deque[Any] = deque()
+        self.queue = queue
+        if self._owner is not None:
+            self._owner.activate()
+        return queue
 
     async def wait_nonempty(self) -> None:
         """Park until a message arrives (or ``wake`` is called)."""
@@ -180,8 +259,9 @@ class Mailbox:
         self._closed = False
 
     def _wake_sender(self) -> None:
-        while self._senders:
-            waiter = self._senders.pop(0)
+        senders = self._senders
+        while senders:
+            waiter = senders.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 return

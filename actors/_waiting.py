@@ -9,12 +9,13 @@ supervisor is created inside a running event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, Protocol
 
 
 class OneShot(Protocol):
-    """The part of ``asyncio.Future`` the runtime uses; trio gets an equivalent below."""
+    """A single-waiter future: the part of ``asyncio.Future`` the runtime uses (an ``ask``'s reply, a
+    parked mailbox); on trio ``TrioFuture`` provides it."""
 
     def done(self) -> bool: ...
     def cancelled(self) -> bool: ...
@@ -24,7 +25,10 @@ class OneShot(Protocol):
     def __await__(self) -> Generator[Any, None, Any]: ...
 
 
-FutureFactory = Callable[[], OneShot]
+class FutureFactory(Protocol):
+    """Makes a fresh ``OneShot`` for the running event loop (see ``current_future_factory``)."""
+
+    def __call__(self) -> OneShot: ...
 
 
 class TrioFuture:

@@ -3,26 +3,35 @@
     python benchmarks/bench_memory.py          # 100,000 actors, 10,000 handlers, 1 round
     BENCH_ACTORS=20000 BENCH_HANDLERS=2000 BENCH_REPEATS=3 python benchmarks/bench_memory.py
 
+"Idle" as DESIGN section 5 and issue 10 define it: every actor handled one message and then sat idle
+for 3 s, past the supervisors' default linger (1 s), so that its task exited; the incarnation (the
+``Actor`` instance, its state, the bus handler's dependencies) lives on.
+
 Each measurement runs in a fresh subprocess (so that one run's freed-but-kept arenas do not hide the
 next one's growth), once with ``tracemalloc`` and once without it for RSS (tracemalloc's own traces
 would inflate RSS):
 
-- ``tracemalloc``: traced bytes once every actor is started, minus traced bytes just before starting
+- ``tracemalloc``: traced bytes once every actor is idle, minus traced bytes just before starting
   (the ``ChildSpec`` list, or the ``MessageRegistry`` with its parsed handlers, already exists then;
   it is reported on its own line), divided by the number of actors.
 - ``RSS``: VmRSS from /proc/self/status, same before/after, divided by the number of actors. Coarser
-  (pages, allocator arenas) but what the OS sees.
+  (pages, allocator arenas, and the peak of 100,000 tasks running at once, which the allocator keeps)
+  but what the OS sees.
 
 ``actors``: ``open_supervisor`` with N static ``ChildSpec`` children (an ``Actor`` subclass with no
-state, unbounded mailbox), every one parked on its empty mailbox. ``handlers``: a ``MessageRegistry``
-with N distinct handler functions (made by a closure factory, distinct ``__qualname__``), each with
-its default policy, run by a ``BusTerminal``: one supervised handler actor per function.
+state, unbounded mailbox); each is told one message, and the reading is taken once all N processed
+it and 3 s passed. ``handlers``: a ``MessageRegistry`` with N distinct handler functions (made by a
+closure factory, distinct ``__qualname__``), each with its default policy, run by a ``BusTerminal``:
+one supervised handler actor per function; one event is emitted to all of them, then the same wait.
+The "just started" rows: the same actors right after the start, before any message (an actor with
+an empty mailbox holds no task from its start on; before activation on demand each was parked in a
+task of its own), for comparison.
 
 The cyclic GC is disabled during the start (``gc.collect()`` runs before each reading), because
 rescanning a heap of 100,000 growing actors makes the start take minutes; it does not change what is
-measured. 1 round by default (about 55 s; the figures move by under 1% between runs: BENCH_REPEATS=3 for more).
+measured. 1 round by default (the figures move by under 1% between runs: BENCH_REPEATS=3 for more).
 
-Target (DESIGN section 5): at most 2 KB (2,048 bytes) per idle actor.
+Target (issue 10, DESIGN section 5): at most 512 bytes per idle actor (tracemalloc).
 """
 
 from __future__ import annotations
@@ -44,21 +53,37 @@ from supervisor import ChildSpec, open_supervisor
 
 ACTORS = env_int("BENCH_ACTORS", 100_000)
 HANDLERS = env_int("BENCH_HANDLERS", 10_000)
-TARGET = 2048
+TARGET = 512
+#: how long the actors sit idle before the reading: past the default linger (1 s) and its sweep
+IDLE_SECONDS = 3.0
 
 
 class Idle(Actor):
     async def receive(self, message: Any) -> None:
-        pass
+        if message is not None:
+            message.count()
+
+
+class Countdown:
+    """Counts the messages processed and sets ``done`` at the N-th."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = anyio.Event()
+
+    def count(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
 
 
 class Tick(Event):
     n: int
 
 
-def _handler(i: int) -> Any:
+def _handler(i: int, countdown: list[Countdown]) -> Any:
     async def handler(event: Tick) -> None:
-        pass
+        countdown[0].count()
 
     handler.__qualname__ = handler.__name__ = f"idle_handler_{i}"
     return handler
@@ -84,23 +109,36 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
             n = ACTORS
             setup_before = _measure(traced)
             specs = [ChildSpec(f"idle-{i}", Idle) for i in range(n)]
+            countdown = Countdown(n)
             before = _measure(traced)
             async with open_supervisor(specs, intensity=None) as sup:
+                parked = _measure(traced)
+                for child in sup.which_children():
+                    assert child.ref is not None
+                    child.ref.tell_nowait(countdown)
+                await countdown.done.wait()
+                await anyio.sleep(IDLE_SECONDS)
                 after = _measure(traced)
                 assert len(sup.which_children()) == n
         else:
             n = HANDLERS
             setup_before = _measure(traced)
+            counter = [Countdown(n)]
             registry = MessageRegistry()
             for i in range(n):
-                registry.register(_handler(i))
+                registry.register(_handler(i, counter))
             before = _measure(traced)
             async with BusTerminal(registry) as terminal:
+                parked = _measure(traced)
+                await terminal.bus.emit(Tick(1))
+                await counter[0].done.wait()
+                await anyio.sleep(IDLE_SECONDS)
                 after = _measure(traced)
                 handlers = next(c for c in terminal.snapshot().children if c.id == "handlers")
                 assert len(handlers.children) == n
         return {
             "per_actor": (after - before) / n,
+            "parked_per_actor": (parked - before) / n,
             "setup_per_actor": (before - setup_before) / n,
         }
 
@@ -126,6 +164,7 @@ def main() -> None:
     rounds = repeats(1)
     print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
     per_actor: dict[str, list[float]] = {}
+    parked: dict[str, list[float]] = {}
     setup: dict[str, list[float]] = {}
     labels = {
         ("actors", True): f"{ACTORS:,} actors, tracemalloc",
@@ -141,6 +180,7 @@ def main() -> None:
         for key, label in labels.items():
             result = _subprocess(*key)
             per_actor.setdefault(label, []).append(result["per_actor"])
+            parked.setdefault(label, []).append(result["parked_per_actor"])
             if key in setup_labels:
                 setup.setdefault(setup_labels[key], []).append(result["setup_per_actor"])
         print(f"  memory round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
@@ -149,10 +189,22 @@ def main() -> None:
     report(
         "bench_memory",
         [
-            ("idle actor memory (started, minus before start)", per_actor, [], "bytes/actor"),
+            (
+                f"idle actor memory: handled 1 message, then idle {IDLE_SECONDS:g} s (minus before start)",
+                per_actor,
+                [],
+                "bytes/actor",
+            ),
+            ("just started, no message yet (minus before start)", parked, [], "bytes/actor"),
             ("set-up memory, not counted above", setup, [], "bytes/item"),
         ],
-        extra={"actors": ACTORS, "handlers": HANDLERS, "target_bytes": TARGET, "verdicts": verdicts},
+        extra={
+            "actors": ACTORS,
+            "handlers": HANDLERS,
+            "idle_seconds": IDLE_SECONDS,
+            "target_bytes": TARGET,
+            "verdicts": verdicts,
+        },
     )
     print(f"\ntarget <= {TARGET} bytes per idle actor (median):")
     for label, median in medians.items():

@@ -125,8 +125,8 @@ class EventBus(Generic[E]):
             dispatcher.unrouted += 1
             return
         delivery = (event, self._new_context(headers))
-        for queue, capacity in route.room_checks:
-            if len(queue) >= capacity:
+        for guarded, capacity in route.room_checks:
+            if len(guarded.queue) >= capacity:
                 break
         else:
             # every mailbox has room (or drops rather than refuses): nothing here waits or raises
@@ -143,7 +143,7 @@ class EventBus(Generic[E]):
                 if chain and slot.full_under_backpressure() and must_run_inline(slot, chain):
                     # waiting for room would wait on ourselves (an emit to our own full mailbox,
                     # or to a handler blocked on us): queue it over capacity instead
-                    mailbox.queue.append(delivery)
+                    mailbox.put_over_capacity(delivery)
                     continue
                 await mailbox.put(delivery)
             except ActorMailboxFullError as exc:
@@ -169,8 +169,8 @@ class EventBus(Generic[E]):
             dispatcher.emitted += 1
             transport.emit_nowait(event, self._new_context(headers))
             return
-        for queue, capacity in route.room_checks:
-            if len(queue) >= capacity:
+        for guarded, capacity in route.room_checks:
+            if len(guarded.queue) >= capacity:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")

@@ -107,9 +107,10 @@ class Route:
             if slot.registered.policy.mailbox_capacity is not None
             and slot.registered.policy.overflow in _RAISING_OVERFLOWS
         )
-        #: (queue, capacity) of each guarded mailbox: the emit hot path checks room inline
+        #: (mailbox, capacity) of each guarded mailbox: the emit hot path checks room inline (read
+        #: ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
         self.room_checks = tuple(
-            (mailbox.queue, slot.registered.policy.mailbox_capacity or 0)
+            (mailbox, slot.registered.policy.mailbox_capacity or 0)
             for slot, mailbox in self.guarded
         )
 
@@ -292,8 +293,7 @@ class Dispatcher:
                 continue
             self.pending += 1
             queued += 1
-            mailbox.queue.append(delivery)
-            mailbox.wake()
+            mailbox.put_over_capacity(delivery)
         if not queued:
             self.unrouted += 1
 

@@ -6,7 +6,10 @@ stop with shutdown timeouts; exponential restart backoff with jitter; watches; d
 printable snapshot of the whole tree.
 """
 
+import logging
+
 from supervisor._backoff import Backoff
+from supervisor._child import ChildState
 from supervisor._errors import (
     ChildNotFoundError,
     ChildStartError,
@@ -24,7 +27,10 @@ from supervisor._spec import (
     Strategy,
     SupervisorSpec,
 )
-from supervisor._supervisor import ChildState, Supervisor
+from supervisor._supervisor import Supervisor
+
+# the library never configures logging: records go nowhere unless the application adds a handler
+logging.getLogger("supervisor").addHandler(logging.NullHandler())
 
 __all__ = (
     "BRUTAL_KILL",

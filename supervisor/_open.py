@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from actors import DeadLetters
-from supervisor._spec import ChildSpec, Intensity, Strategy, SupervisorSpec
+from supervisor._spec import DEFAULT_LINGER, ChildSpec, Intensity, Strategy, SupervisorSpec
 from supervisor._supervisor import GiveUpListener, Supervisor, unwrap_group
 
 _DEFAULT_INTENSITY = Intensity()
@@ -23,6 +23,7 @@ async def open_supervisor(
     name: str = "root",
     dead_letters: DeadLetters | None = None,
     on_give_up: GiveUpListener | None = None,
+    linger: float | None = DEFAULT_LINGER,
 ) -> AsyncIterator[Supervisor]:
     """Start a root supervisor and its children (in order); stop them in reverse order on exit.
 
@@ -31,11 +32,12 @@ async def open_supervisor(
     ``async with``, with the child's error as its cause. Errors are raised as themselves, never wrapped
     in an ``ExceptionGroup``. ``on_give_up(name, error)`` hears of every supervisor in the tree that
     gives up, before its parent handles the failure (it must be quick and must not raise).
+    ``linger``: see ``SupervisorSpec`` (seconds an idle actor keeps its task; ``None``: always).
     """
     specs: tuple[ChildSpec, ...] = (*children,)
     root = Supervisor(
         name,
-        SupervisorSpec(specs, strategy, intensity),
+        SupervisorSpec(specs, strategy, intensity, linger),
         dead_letters=dead_letters,
         on_give_up=on_give_up,
     )

@@ -103,16 +103,29 @@ def _as_children(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
     return tuple(children)
 
 
+#: default ``SupervisorSpec.linger``: seconds an actor's mailbox stays empty before its task exits
+DEFAULT_LINGER: Final = 1.0
+
+
+def _check_linger(_: object, __: object, value: float | None) -> None:
+    if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+        raise ValueError(f"linger must be a number of seconds > 0 (and finite), or None; got {value!r}")
+
+
 @attrs.frozen
 class SupervisorSpec:
     """A supervisor's static children (started in order, stopped in reverse), strategy and intensity.
 
     ``intensity=None`` never gives up (use with per-child intensities, as the bus does).
+    ``linger``: an actor child whose mailbox stayed empty for ``linger`` to ``2 * linger`` seconds gives
+    up its task (its incarnation, state and ``on_start`` resources live on) and gets a new one with its
+    next message; ``None`` keeps a task per actor for as long as it runs.
     """
 
     children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_as_children)
     strategy: Strategy = Strategy.ONE_FOR_ONE
     intensity: Intensity | None = Intensity()
+    linger: float | None = attrs.field(default=DEFAULT_LINGER, validator=_check_linger)
 
     def __attrs_post_init__(self) -> None:
         seen: set[str] = set()

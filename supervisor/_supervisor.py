@@ -3,41 +3,41 @@ past its restart intensity, and stops children in reverse order within their shu
 
 from __future__ import annotations
 
-import contextlib
-import enum
+import asyncio
+import contextvars
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
 
 import anyio
-import attrs
 
 from actors import (
     ActorCell,
     ActorRef,
     ActorStoppedError,
     DeadLetters,
+    FutureFactory,
+    OneShot,
     Terminated,
     current_future_factory,
+    escaped_cancellation,
 )
-from actors._waiting import FutureFactory, OneShot
+from supervisor._child import (
+    Child,
+    ChildState,
+    Exit,
+    RestartDue,
+    Timer,
+    is_shutdown,
+    over_intensity,
+)
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
+from supervisor._linger import Sweeper
 from supervisor._snapshot import ChildInfo, TreeSnapshot
-from supervisor._spec import BRUTAL_KILL, ChildSpec, Intensity, Restart, Strategy, SupervisorSpec
+from supervisor._spec import BRUTAL_KILL, ChildSpec, Restart, Strategy, SupervisorSpec
 
-
-class ChildState(enum.Enum):
-    """Where a child is in its life."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    #: waiting out a restart backoff
-    RESTARTING = "restarting"
-    STOPPING = "stopping"
-    #: stopped for good (kept as a spec: ``restart_child`` or ``delete_child`` may follow)
-    STOPPED = "stopped"
-    #: its own intensity ran out; stopped for good
-    GAVE_UP = "gave_up"
+_log = logging.getLogger("supervisor")
 
 
 def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -49,44 +49,6 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
-
-
-@attrs.define(eq=False)
-class _Child:
-    spec: ChildSpec
-    runnable: ActorCell | Supervisor
-    dynamic: bool = False
-    state: ChildState = ChildState.STOPPED
-    incarnation: int = 0
-    restarts: int = 0
-    scope: anyio.CancelScope | None = None
-    exit_waiters: list[OneShot] = attrs.Factory(list)
-    restart_times: list[float] = attrs.Factory(list)
-    backoff_restarts: int = 0
-    last_started: float = 0.0
-    timer: anyio.CancelScope | None = None
-
-
-@attrs.frozen
-class _Exit:
-    child: _Child
-    incarnation: int
-    error: BaseException | None
-
-
-@attrs.frozen
-class _RestartDue:
-    group: tuple[_Child, ...]
-
-
-def _over_intensity(times: list[float], now: float, intensity: Intensity) -> bool:
-    # a list, not a deque: it holds at most max_restarts + 1 entries, and an empty deque per idle
-    # child would cost ~700 bytes
-    times.append(now)
-    horizon = now - intensity.within
-    while times and times[0] <= horizon:
-        del times[0]
-    return len(times) > intensity.max_restarts
 
 
 class Supervisor:
@@ -111,11 +73,14 @@ class Supervisor:
         self.new_future = new_future or current_future_factory()
         self.incarnation = 0
         self.restarts = 0
-        self._children: list[_Child] = []
-        self._by_id: dict[str, _Child] = {}
-        self._events: deque[_Exit | _RestartDue] = deque()
+        self._children: list[Child] = []
+        self._by_id: dict[str, Child] = {}
+        self._events: deque[Exit | RestartDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
+        #: retires idle actor children (None with linger=None); one per incarnation
+        self._sweeper: Sweeper | None = None
+        self._context = contextvars.copy_context()
         self._stop_requested = False
         #: "starting" (static children starting), "running" or "stopped"
         self._phase = "stopped"
@@ -181,7 +146,7 @@ class Supervisor:
 
     def watch(self, watcher: Callable[[Terminated], None]) -> Callable[[], None]:
         """Notify ``watcher`` when this supervisor stops for good (never on a restart). Watchers run
-        synchronously; an exception from one is ignored."""
+        synchronously; an exception from one is logged (logger ``supervisor``) and ignored."""
         if self._terminated is not None:
             watcher(self._terminated)
             return lambda: None
@@ -195,7 +160,7 @@ class Supervisor:
         async with self._lock:
             if spec.id in self._by_id:
                 raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
-            child = self._new_child(spec, dynamic=True)
+            child = self._new_child(spec)
             self._children.append(child)
             self._by_id[spec.id] = child
             try:
@@ -250,8 +215,12 @@ class Supervisor:
             watchers, self._watchers = self._watchers, []
             for watcher in watchers:
                 # a watcher's bug must not break the tree
-                with contextlib.suppress(Exception):
+                try:
                     watcher(notice)
+                except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+                    _log.exception(
+                        "watcher of supervisor %r raised; ignored", self.name, extra={"supervisor": self.name}
+                    )
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart."""
@@ -267,6 +236,10 @@ class Supervisor:
         self._stop_requested = False
         self._events.clear()
         self._restart_times.clear()
+        linger = self.spec.linger
+        self._sweeper = None if linger is None else Sweeper(linger, self.new_future)
+        #: the context idle actors' activations start from when their on_start set no variable
+        self._context = contextvars.copy_context()
         self._children = [self._new_child(spec) for spec in self.spec.children]
         self._by_id = {child.spec.id: child for child in self._children}
         failure: BaseException | None = None
@@ -274,6 +247,8 @@ class Supervisor:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._phase = "starting"
+                if self._sweeper is not None:
+                    tg.start_soon(self._sweeper.run, name=f"supervisor {self.name} linger")
                 try:
                     async with self._lock:
                         await self._start_all()
@@ -283,6 +258,11 @@ class Supervisor:
                     await self._supervise()
                 except Exception as exc:
                     failure = exc
+                except BaseException as exc:
+                    # a cancellation that is not ours (a user callback's) is a failure, never a quiet end
+                    failure = escaped_cancellation(self.name, exc)
+                    if failure is None:
+                        raise
                 finally:
                     self._phase = "stopped"
                     tg.cancel_scope.cancel()
@@ -304,7 +284,7 @@ class Supervisor:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _new_child(self, spec: ChildSpec, *, dynamic: bool = False) -> _Child:
+    def _new_child(self, spec: ChildSpec) -> Child:
         runnable: ActorCell | Supervisor
         if isinstance(spec.start, SupervisorSpec):
             runnable = Supervisor(
@@ -323,9 +303,9 @@ class Supervisor:
                 dead_letters=self.dead_letters,
                 new_future=self.new_future,
             )
-        return _Child(spec, runnable, dynamic)
+        return Child(spec, runnable)
 
-    def _find(self, child_id: str) -> _Child:
+    def _find(self, child_id: str) -> Child:
         child = self._by_id.get(child_id)
         if child is None:
             raise ChildNotFoundError(f"supervisor {self.name!r} has no child {child_id!r}")
@@ -339,7 +319,7 @@ class Supervisor:
                 wake.set_result(None)
 
     async def _start_all(self) -> None:
-        started: list[_Child] = []
+        started: list[Child] = []
         for child in self._children:
             try:
                 await self._start(child)
@@ -350,53 +330,107 @@ class Supervisor:
                 raise ChildStartError(self.name, child.spec.id, exc) from exc
             started.append(child)
 
-    async def _start(self, child: _Child) -> None:
-        assert self._tg is not None
+    async def _start(self, child: Child) -> None:
         child.state = ChildState.STARTING
         child.incarnation += 1
         started = self.new_future()
-        self._tg.start_soon(self._run_child, child, child.incarnation, started, name=child.spec.id)
+        self._spawn(child, started)
         try:
             await started
         except BaseException:
             child.state = ChildState.STOPPED
             raise
 
-    async def _run_child(self, child: _Child, incarnation: int, started: OneShot) -> None:
+    def activate(self, cell: ActorCell) -> None:
+        """Give an idle actor child a task again (its mailbox got a message or a stop request); a
+        child that is not running is left alone: its next incarnation takes its mail."""
+        child = self._by_id.get(cell.name)
+        if (
+            child is not None
+            and child.runnable is cell
+            and child.scope is None
+            and child.state in (ChildState.RUNNING, ChildState.STOPPING)
+        ):
+            self._spawn(child, None)
+
+    def _spawn(self, child: Child, started: OneShot | None) -> None:
+        """Start a task for ``child``: its incarnation (``started`` given) or an idle one's activation.
+
+        The cancel scope exists before the task runs, so a kill that comes first still reaches it.
+        """
+        tg = self._tg
+        assert tg is not None
+        child.scope = scope = anyio.CancelScope()
+        runnable = child.runnable
+        sweeper = self._sweeper
+        if sweeper is not None and isinstance(runnable, ActorCell):
+            sweeper.track(runnable)
+            if started is None:
+                # an activation runs in the context its incarnation's on_start left, not in the
+                # context of whoever sent the message that woke it
+                context = runnable.task_context or self._context
+                context.run(self._start_soon, tg, child, scope)
+                return
+        tg.start_soon(self._run_child, child, child.incarnation, started, scope, name=child.spec.id)
+
+    def _start_soon(self, tg: anyio.abc.TaskGroup, child: Child, scope: anyio.CancelScope) -> None:
+        tg.start_soon(self._run_child, child, child.incarnation, None, scope, name=child.spec.id)
+
+    async def _run_child(
+        self, child: Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
+    ) -> None:
         def signal_started() -> None:
             # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
             # first message before that must still be seen to exit
             child.state = ChildState.RUNNING
-            child.last_started = anyio.current_time()
-            if not started.done():
+            if child.spec.backoff is not None:
+                child.last_started = anyio.current_time()
+            if started is not None and not started.done():
                 started.set_result(None)
 
+        runnable = child.runnable
         error: BaseException | None = None
-        with anyio.CancelScope() as scope:
-            child.scope = scope
+        ended = True
+        with scope:
             try:
-                await child.runnable.run(signal_started)
+                if isinstance(runnable, Supervisor):
+                    await runnable.run(signal_started)
+                elif started is None:
+                    ended = await runnable.resume()
+                else:
+                    ended = await runnable.run(signal_started, None if self._sweeper is None else self)
             except Exception as exc:
                 error = exc
             except BaseException as exc:
-                if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    raise
-                # SystemExit, KeyboardInterrupt, ...: caught here, before asyncio would stop the loop
-                # with it, so that the supervisor stops the others in order and then raises it
-                error = exc
+                # a cancellation that no enclosing scope asked for is an ordinary crash of this child
+                error = escaped_cancellation(child.spec.id, exc)
+                if error is None:
+                    if isinstance(exc, anyio.get_cancelled_exc_class()):
+                        raise
+                    # SystemExit, KeyboardInterrupt, ...: caught here, before asyncio would stop the
+                    # loop with it, so that the supervisor stops the others in order and then raises it
+                    error = exc
         if scope.cancelled_caught and error is None:
             # trio.Cancelled cannot be constructed: the kill is reported as a stop
             error = ActorStoppedError(f"child {child.spec.id!r} was killed")
-        child.scope = None
-        for waiter in child.exit_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        child.exit_waiters.clear()
-        if not started.done():
+            ended = True
+        if child.scope is scope:
+            child.scope = None
+        if self._sweeper is not None and isinstance(runnable, ActorCell):
+            self._sweeper.untrack(runnable)
+        waiters = child.exit_waiters
+        if waiters:
+            child.exit_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if not ended:
+            return  # idle: the incarnation lives on without a task
+        if started is not None and not started.done():
             started.set_exception(error or RuntimeError(f"child {child.spec.id!r} exited before it started"))
             return
         if child.state is ChildState.RUNNING and child.incarnation == incarnation:
-            self._events.append(_Exit(child, incarnation, error))
+            self._events.append(Exit(child, incarnation, error))
             self._notify()
 
     async def _supervise(self) -> None:
@@ -411,37 +445,62 @@ class Supervisor:
                 continue
             event = self._events.popleft()
             async with self._lock:
-                if isinstance(event, _RestartDue):
+                if isinstance(event, RestartDue):
                     await self._start_group(event.group)
                 else:
                     await self._on_exit(event)
 
-    async def _on_exit(self, event: _Exit) -> None:
+    async def _on_exit(self, event: Exit) -> None:
         child = event.child
         if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
             return
-        if event.error is not None and not isinstance(event.error, Exception):
+        error = event.error
+        child_id = child.spec.id
+        if error is not None and not isinstance(error, Exception):
             # a BaseException ends the whole tree: the others stop in order, then it propagates
-            self._finish(child, event.error)
+            _log.error(
+                "supervisor %r: child %r raised %r; stopping the tree",
+                self.name, child_id, error, extra={"supervisor": self.name, "child": child_id},
+            )
+            self._finish(child, error)
             await self._stop_all()
-            raise event.error
+            raise error
         restart = child.spec.restart
-        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and event.error is None):
-            self._finish(child, event.error)
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and is_shutdown(child, error)):
+            if error is not None:
+                # nobody else hears of this error but the child's watchers
+                _log.warning(
+                    "supervisor %r: %s child %r exited with %r; not restarted",
+                    self.name, restart.value, child_id, error,
+                    extra={"supervisor": self.name, "child": child_id, "error": error},
+                )
+            ended = ChildState.GAVE_UP if isinstance(error, RestartIntensityExceeded) else ChildState.STOPPED
+            self._finish(child, error, ended)
             return
         now = anyio.current_time()
         intensity = self.spec.intensity
-        if intensity is not None and _over_intensity(self._restart_times, now, intensity):
-            self._finish(child, event.error)  # its watchers hear why it stopped for good
+        if intensity is not None and over_intensity(self._restart_times, now, intensity):
+            self._finish(child, error)  # its watchers hear why it stopped for good
             await self._stop_all()
             gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
-            gave_up.__cause__ = event.error
-            if self.on_give_up is not None:
-                self.on_give_up(self.name, gave_up)
+            gave_up.__cause__ = error
+            _log.error(
+                "supervisor %r gave up: more than %d restarts within %s s (last: child %r, %r)",
+                self.name, intensity.max_restarts, intensity.within, child_id, error,
+                extra={"supervisor": self.name, "child": child_id, "error": error},
+            )
+            self._tell_give_up(gave_up)
             raise gave_up
         own = child.spec.intensity
-        if own is not None and _over_intensity(child.restart_times, now, own):
-            self._finish(child, event.error, ChildState.GAVE_UP)
+        if child.restart_times is None:
+            child.restart_times = []
+        if own is not None and over_intensity(child.restart_times, now, own):
+            _log.error(
+                "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
+                self.name, child_id, own.max_restarts, own.within, error,
+                extra={"supervisor": self.name, "child": child_id, "error": error},
+            )
+            self._finish(child, error, ChildState.GAVE_UP)
             return
         self.restarts += 1
         group = self._group(child)
@@ -456,13 +515,37 @@ class Supervisor:
             member.restarts += 1
             member.state = ChildState.RESTARTING
         delay = self._backoff_delay(child, now)
+        _log.info(
+            "supervisor %r: child %r %s; restarting %s (restart %d%s)",
+            self.name, child_id, "exited" if error is None else f"crashed with {error!r}",
+            ", ".join(repr(m.spec.id) for m in group), child.restarts,
+            f", in {delay:.3f} s" if delay > 0 else "",
+            extra={
+                "supervisor": self.name, "child": child_id, "attempt": child.restarts,
+                "error": error, "delay": delay, "group": tuple(m.spec.id for m in group),
+            },
+        )
         if delay > 0:
             assert self._tg is not None
-            self._tg.start_soon(self._restart_after, group, delay)
+            timer = Timer(anyio.CancelScope(), list(group))
+            for member in group:
+                member.timer = timer
+            self._tg.start_soon(self._restart_after, timer, delay)
         else:
             await self._start_group(group)
 
-    def _group(self, child: _Child) -> tuple[_Child, ...]:
+    def _tell_give_up(self, gave_up: RestartIntensityExceeded) -> None:
+        if self.on_give_up is None:
+            return
+        try:
+            self.on_give_up(self.name, gave_up)
+        except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+            # the give-up itself is raised to the parent whatever the listener does
+            _log.exception(
+                "give-up listener raised on supervisor %r; ignored", self.name, extra={"supervisor": self.name}
+            )
+
+    def _group(self, child: Child) -> tuple[Child, ...]:
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return (child,)
@@ -472,7 +555,7 @@ class Supervisor:
         alive = (ChildState.RUNNING, ChildState.RESTARTING, ChildState.STARTING)
         return tuple(c for c in members if c is child or c.state in alive)
 
-    def _backoff_delay(self, child: _Child, now: float) -> float:
+    def _backoff_delay(self, child: Child, now: float) -> float:
         backoff = child.spec.backoff
         if backoff is None:
             return 0.0
@@ -482,17 +565,15 @@ class Supervisor:
         child.backoff_restarts += 1
         return delay
 
-    async def _restart_after(self, group: tuple[_Child, ...], delay: float) -> None:
-        with anyio.CancelScope() as scope:
-            for member in group:
-                member.timer = scope
+    async def _restart_after(self, timer: Timer, delay: float) -> None:
+        with timer.scope:
             await anyio.sleep(delay)
-            for member in group:
+            for member in timer.members:
                 member.timer = None
-            self._events.append(_RestartDue(group))
+            self._events.append(RestartDue(tuple(timer.members)))
             self._notify()
 
-    async def _start_group(self, group: tuple[_Child, ...]) -> None:
+    async def _start_group(self, group: tuple[Child, ...]) -> None:
         for member in group:
             if member.state is not ChildState.RESTARTING:
                 continue
@@ -501,7 +582,7 @@ class Supervisor:
             except Exception as exc:
                 # a restart that fails to start counts as another crash of that child
                 member.state = ChildState.RUNNING
-                self._events.appendleft(_Exit(member, member.incarnation, exc))
+                self._events.appendleft(Exit(member, member.incarnation, exc))
                 return
 
     async def _stop_all(self) -> None:
@@ -509,42 +590,54 @@ class Supervisor:
             await self._stop_child(child)
             self._finish(child, None)
 
-    async def _stop_child(self, child: _Child) -> None:
-        if child.timer is not None:
-            child.timer.cancel()
+    async def _stop_child(self, child: Child) -> None:
+        timer = child.timer
+        if timer is not None:
+            # the group's timer still restarts the other members: it is cancelled with its last one
             child.timer = None
+            timer.members.remove(child)
+            if not timer.members:
+                timer.scope.cancel()
         if child.state is ChildState.RESTARTING:
             child.state = ChildState.STOPPED
             return
-        if child.state is not ChildState.RUNNING or child.scope is None:
+        runnable = child.runnable
+        idle = isinstance(runnable, ActorCell) and runnable.idle
+        if child.state is not ChildState.RUNNING or (child.scope is None and not idle):
             return
         child.state = ChildState.STOPPING
         shutdown = child.spec.shutdown
         if shutdown == BRUTAL_KILL:
-            child.scope.cancel()
+            if child.scope is not None:
+                child.scope.cancel()
+            elif isinstance(runnable, ActorCell):
+                runnable.abandon()  # killed while idle: no task to cancel, and no on_stop
         else:
+            # an idle actor gets a task again to run its on_stop
             child.runnable.request_stop()
             if not await self._exited_within(child, shutdown) and child.scope is not None:
                 child.scope.cancel()
         await self._exited_within(child, math.inf)
         child.state = ChildState.STOPPED
 
-    async def _exited_within(self, child: _Child, timeout: float) -> bool:
+    async def _exited_within(self, child: Child, timeout: float) -> bool:
         if child.scope is None:
             return True
         waiter = self.new_future()
+        if child.exit_waiters is None:
+            child.exit_waiters = []
         child.exit_waiters.append(waiter)
         with anyio.move_on_after(timeout):
             await waiter
         return waiter.done() and not waiter.cancelled()
 
-    def _finish(self, child: _Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
+    def _finish(self, child: Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
         child.state = state
         child.runnable.terminate(error)
         if child.spec.restart is Restart.TEMPORARY and self._by_id.get(child.spec.id) is child:
             self._forget(child)
 
-    def _forget(self, child: _Child) -> None:
+    def _forget(self, child: Child) -> None:
         self._children.remove(child)
         del self._by_id[child.spec.id]
 

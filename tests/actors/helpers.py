@@ -133,3 +133,32 @@ def mock_clock() -> Any:
     """``@pytest.mark.parametrize("anyio_backend", [mock_clock()])``: trio with a fresh autojumping
     ``MockClock``, so ``anyio.current_time``, ``anyio.sleep`` and timeouts run on virtual time."""
     return pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")
+
+
+async def leak_cancellation() -> NoReturn:
+    """Let a cancellation escape that no enclosing cancel scope asked for, as buggy user code does.
+
+    asyncio: await a future that someone else cancelled (``CancelledError``). trio: re-raise the
+    ``trio.Cancelled`` caught inside an inner scope the code cancelled itself, outside that scope (a
+    ``Cancelled`` cannot be made any other way).
+    """
+    import sniffio
+
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+        raise AssertionError("unreachable: the cancelled future raised")
+    import trio
+
+    caught: BaseException | None = None
+    with trio.CancelScope() as inner:
+        inner.cancel()
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled as exc:
+            caught = exc
+    assert caught is not None
+    raise caught

@@ -86,6 +86,8 @@ class ModelChild:
 
 class SupervisionModel(RuleBasedStateMachine):
     backend = "asyncio"
+    #: the supervisor's linger; the Idle variants make actors give up their task between most steps
+    linger: float | None = 1.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +117,10 @@ class SupervisionModel(RuleBasedStateMachine):
         children = [ChildSpec(cid, self.factory) for cid in STATIC]
         self.sup_cm = self.portal.wrap_async_context_manager(
             open_supervisor(
-                children, intensity=Intensity(MAX_RESTARTS, within=1e9), dead_letters=self.hub
+                children,
+                intensity=Intensity(MAX_RESTARTS, within=1e9),
+                dead_letters=self.hub,
+                linger=self.linger,
             )
         )
         self.sup: Supervisor = self.sup_cm.__enter__()
@@ -309,7 +314,18 @@ class TrioSupervisionModel(SupervisionModel):
     backend = "trio"
 
 
-SupervisionModel.TestCase.settings = settings(max_examples=15, stateful_step_count=20)
-TrioSupervisionModel.TestCase.settings = settings(max_examples=15, stateful_step_count=20)
+class IdleSupervisionModel(SupervisionModel):
+    linger = 0.001
+
+
+class IdleTrioSupervisionModel(SupervisionModel):
+    backend = "trio"
+    linger = 0.001
+
+
+for _model in (SupervisionModel, TrioSupervisionModel, IdleSupervisionModel, IdleTrioSupervisionModel):
+    _model.TestCase.settings = settings(max_examples=15, stateful_step_count=20)
 TestSupervisorFollowsTheModelOnAsyncio = SupervisionModel.TestCase
 TestSupervisorFollowsTheModelOnTrio = TrioSupervisionModel.TestCase
+TestSupervisorWithIdleActorsFollowsTheModelOnAsyncio = IdleSupervisionModel.TestCase
+TestSupervisorWithIdleActorsFollowsTheModelOnTrio = IdleTrioSupervisionModel.TestCase

@@ -1,0 +1,281 @@
+"""Idle actors hold no task: an actor child whose mailbox stayed empty past its supervisor's linger gives
+up its task, and its next message (or a stop request) gives it a new one. The incarnation lives on in
+between: its state, one ``on_start`` and one ``on_stop`` per incarnation, and every supervision guarantee
+(restarts, kills, shutdown timeouts, order, asks, watches, statistics)."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import Actor, Redelivery, Terminated
+from supervisor import (
+    BRUTAL_KILL,
+    ChildSpec,
+    Intensity,
+    Strategy,
+    SupervisorSpec,
+    open_supervisor,
+)
+from tests.actors.helpers import (
+    CRASH,
+    WHO,
+    Boom,
+    Journal,
+    Sleep,
+    collect_dead_letters,
+    mock_clock,
+    scripted,
+    wait_until,
+    worker,
+)
+
+pytestmark = pytest.mark.anyio
+
+LINGER = 1.0
+PAST_LINGER = 2 * LINGER + 0.5  # the sweep retires a task parked for LINGER to 2 * LINGER seconds
+
+
+class Tally(Actor):
+    """Counts its messages in its own state, which must survive its task going away."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.count = 0
+
+    async def on_start(self) -> None:
+        self.journal.record("start", self.context.name)
+
+    async def on_stop(self) -> None:
+        self.journal.record("stop", self.context.name)
+
+    async def receive(self, message: Any) -> Any:
+        if message == CRASH:
+            raise Boom("tally crashed")
+        if isinstance(message, Sleep):
+            await anyio.sleep(message.seconds)
+        self.count += 1
+        self.journal.received[self.context.name].append(message)
+        return self.count
+
+
+def tally(child_id: str, journal: Journal, **options: Any) -> ChildSpec:
+    return ChildSpec(child_id, lambda: Tally(journal), **options)
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_an_actor_idle_past_the_linger_gives_up_its_task_and_its_next_message_brings_it_back() -> None:
+    journal = Journal()
+    async with open_supervisor([tally("A", journal)], linger=LINGER) as sup:
+        a = sup.ref("A")
+        assert a.statistics().idle  # started, nothing to do yet: no task
+        assert await a.ask("one") == 1
+        assert not a.statistics().idle
+        await anyio.sleep(LINGER / 2)
+        assert not a.statistics().idle  # not idle long enough
+        await anyio.sleep(PAST_LINGER)
+        stats = a.statistics()
+        assert (stats.idle, stats.alive, stats.incarnation, stats.processed) == (True, True, 1, 1)
+        assert [c.state for c in sup.which_children()] == ["running"]
+        assert await a.ask("two") == 2  # the same incarnation, its state kept
+        assert a.statistics().incarnation == 1
+    assert journal.events == [("start", "A"), ("stop", "A")]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_on_start_and_on_stop_run_once_per_incarnation_however_many_activations() -> None:
+    journal = Journal()
+    async with open_supervisor([tally("A", journal)], linger=LINGER) as sup:
+        for n in range(5):
+            sup.ref("A").tell_nowait(n)
+            await anyio.sleep(PAST_LINGER)
+            assert sup.ref("A").statistics().idle
+        assert await sup.ref("A").ask("last") == 6
+    assert journal.events == [("start", "A"), ("stop", "A")]
+    assert journal.received["A"] == [0, 1, 2, 3, 4, "last"]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_stopping_an_idle_actor_runs_its_on_stop_and_a_brutal_kill_does_not() -> None:
+    journal = Journal()
+    notices: list[Terminated] = []
+    children = [tally("graceful", journal), tally("brutal", journal, shutdown=BRUTAL_KILL)]
+    async with open_supervisor(children, linger=LINGER) as sup:
+        for name in ("graceful", "brutal"):
+            sup.ref(name).watch(notices.append)
+            await sup.ref(name).ask("hello")
+        await anyio.sleep(PAST_LINGER)
+        assert all(sup.ref(name).statistics().idle for name in ("graceful", "brutal"))
+        journal.clear()
+        await sup.terminate_child("graceful")
+        await sup.terminate_child("brutal")
+        assert journal.events == [("stop", "graceful")]
+        assert [c.state for c in sup.which_children()] == ["stopped", "stopped"]
+        assert sorted(n.name for n in notices) == ["brutal", "graceful"]
+        # and they come back as new incarnations
+        await sup.restart_child("brutal")
+        assert await sup.ref("brutal").ask("again") == 1
+        assert sup.ref("brutal").statistics().incarnation == 2
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_reactivated_busy_actor_is_cancelled_when_its_shutdown_timeout_runs_out() -> None:
+    journal = Journal()
+    async with open_supervisor([tally("A", journal, shutdown=2.0)], linger=LINGER) as sup:
+        await sup.ref("A").ask("hello")
+        await anyio.sleep(PAST_LINGER)
+        assert sup.ref("A").statistics().idle
+        sup.ref("A").tell_nowait(Sleep(100.0))
+        await anyio.sleep(0.1)
+        began = anyio.current_time()
+        await sup.terminate_child("A")
+        assert anyio.current_time() - began == pytest.approx(2.0)
+    assert journal.of("stop") == []  # killed: no on_stop
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_reactivated_actor_that_crashes_is_restarted_and_its_message_redelivered() -> None:
+    journal = Journal()
+    hub, letters = collect_dead_letters()
+    spec = tally("A", journal, redelivery=Redelivery(max_redeliveries=1))
+    async with open_supervisor([spec], linger=LINGER, dead_letters=hub) as sup:
+        await sup.ref("A").ask("hello")
+        await anyio.sleep(PAST_LINGER)
+        sup.ref("A").tell_nowait(CRASH)
+        sup.ref("A").tell_nowait("after")
+        assert await sup.ref("A").ask(WHO) == 2  # count of the third incarnation: "after", WHO
+        assert sup.ref("A").statistics().incarnation == 3
+        assert sup.which_children()[0].restarts == 2
+    assert journal.received["A"] == ["hello", "after", WHO]
+    assert [letter.message for letter in letters] == [CRASH]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_an_ask_to_an_idle_actor_that_is_too_slow_times_out_and_the_actor_lives_on() -> None:
+    journal = Journal()
+    async with open_supervisor([tally("A", journal)], linger=LINGER) as sup:
+        await anyio.sleep(PAST_LINGER)
+        with pytest.raises(TimeoutError):
+            await sup.ref("A").ask(Sleep(10.0), timeout=1.0)
+        assert await sup.ref("A").ask("next") == 2
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_one_for_all_stops_idle_siblings_with_their_on_stop_and_restarts_them() -> None:
+    journal = Journal()
+    children = [worker(n, journal) for n in "ABC"]
+    async with open_supervisor(children, strategy=Strategy.ONE_FOR_ALL, linger=LINGER) as sup:
+        for n in "ABC":
+            await sup.ref(n).ask(WHO)
+        await anyio.sleep(PAST_LINGER)
+        journal.clear()
+        sup.ref("B").tell_nowait(CRASH)
+        await wait_until(lambda: len(journal.of("start")) == 3)
+        assert journal.events == [
+            ("stop", "B"),
+            ("stop", "C"),
+            ("stop", "A"),
+            ("start", "A"),
+            ("start", "B"),
+            ("start", "C"),
+        ]
+        assert [await sup.ref(n).ask(WHO) for n in "ABC"] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_nested_supervisors_retire_their_idle_actors_with_their_own_linger() -> None:
+    journal = Journal()
+    inner = SupervisorSpec([ChildSpec("x", scripted(journal))], linger=10.0)
+    async with open_supervisor([ChildSpec("inner", inner)], linger=LINGER) as sup:
+        x = sup.supervisor("inner").ref("x")
+        await x.ask(WHO)
+        await anyio.sleep(PAST_LINGER)
+        assert not x.statistics().idle  # the inner linger is 10 s
+        await anyio.sleep(20.0)
+        assert x.statistics().idle
+        assert await x.ask(WHO) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_with_linger_none_an_actor_keeps_its_task() -> None:
+    journal = Journal()
+    async with open_supervisor([tally("A", journal)], linger=None) as sup:
+        assert not sup.ref("A").statistics().idle
+        await sup.ref("A").ask("hello")
+        await anyio.sleep(100.0)
+        assert not sup.ref("A").statistics().idle
+
+
+async def test_messages_sent_to_idle_actors_are_processed_in_the_order_sent() -> None:
+    journal = Journal()
+    linger = 0.02
+    async with open_supervisor([tally(n, journal) for n in "AB"], linger=linger) as sup:
+        for _round in range(3):
+            await wait_until(lambda: all(sup.ref(n).statistics().idle for n in "AB"))
+            for i in range(200):
+                sup.ref("A").tell_nowait(i)
+                await sup.ref("B").tell(i)
+            assert await sup.ref("A").ask("end") == await sup.ref("B").ask("end")
+        expected = [*range(200), "end"] * 3
+        assert journal.received["A"] == journal.received["B"] == expected
+        assert sup.ref("A").statistics().incarnation == 1
+    assert journal.count("start", "A") == journal.count("stop", "A") == 1
+
+
+async def test_many_idle_actors_wake_at_once_and_each_handles_its_message() -> None:
+    journal = Journal()
+    names = [f"a{i}" for i in range(300)]
+    async with open_supervisor(
+        [tally(n, journal) for n in names], linger=0.02, intensity=Intensity(0, 5.0)
+    ) as sup:
+        for expected in (1, 2):
+            await wait_until(lambda: all(sup.ref(n).statistics().idle for n in names))
+            for n in names:
+                sup.ref(n).tell_nowait("ping")
+            await wait_until(
+                lambda want=expected: all(sup.ref(n).statistics().processed == want for n in names)  # type: ignore[misc]
+            )
+        snapshot = sup.snapshot()
+        assert {node.state for node in snapshot.children} == {"running"}
+    assert all(journal.count("start", n) == journal.count("stop", n) == 1 for n in names)
+
+
+def test_linger_must_be_a_positive_number_of_seconds_or_none() -> None:
+    for bad in (0, -1.0, float("inf"), float("nan"), "1"):
+        with pytest.raises(ValueError, match="linger"):
+            SupervisorSpec(linger=bad)  # type: ignore[arg-type]
+    assert SupervisorSpec(linger=None).linger is None
+    assert SupervisorSpec().linger == 1.0
+
+
+WHERE: contextvars.ContextVar[str] = contextvars.ContextVar("WHERE", default="nowhere")
+
+
+class Situated(Actor):
+    """Sets a context variable in on_start and reports what receive sees."""
+
+    async def on_start(self) -> None:
+        WHERE.set(f"inside {self.context.name}")
+
+    async def receive(self, message: Any) -> Any:
+        return WHERE.get()
+
+
+class Plain(Actor):
+    async def receive(self, message: Any) -> Any:
+        return WHERE.get()
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_reactivated_actor_sees_the_context_its_on_start_set_and_never_the_senders() -> None:
+    children = [ChildSpec("situated", Situated), ChildSpec("plain", Plain)]
+    async with open_supervisor(children, linger=LINGER) as sup:
+        WHERE.set("the sender's")
+        for _round in range(3):
+            await anyio.sleep(PAST_LINGER)
+            assert sup.ref("situated").statistics().idle
+            assert await sup.ref("situated").ask("where") == "inside situated"
+            assert await sup.ref("plain").ask("where") == "nowhere"
