@@ -7,7 +7,7 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from bus import BusTerminal, DeadLetter, EventBus, Event, MessageRegistry
+from bus import BusTerminal, DeadLetter, Event, EventBus, MessageRegistry
 
 pytestmark = pytest.mark.anyio
 
