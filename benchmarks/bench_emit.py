@@ -16,6 +16,13 @@ Cases (interleaved, one round = each case once):
 - ``await emit``: ``await bus.emit(event)`` N times to a handler with the default policy (mailbox of
   10,000 under backpressure: the emitter waits for room), then ``await terminal.drain()``.
 - ``emit_nowait (trio)``: the first of ours on the trio backend (an extra row).
+- ``emit_many`` / ``emit_many_nowait``: the same N events in batches of ``BENCH_BATCH`` (1,000) per
+  call (one list, built before the clock starts), to a handler with an unbounded mailbox.
+- ``... (uvloop)``: the same on asyncio with uvloop's event loop (extra rows; only when the
+  ``uvloop`` extra is installed).
+
+Scaling: emit fan-out to 1, 10, 100 and 10,000 handlers of one event type (``BENCH_SCALE_N``
+deliveries in all, 200,000 by default), beside as many anyio streams with one consumer task each.
 
 Fan-out: one event type, 10 handlers (unbounded mailboxes), N/10 events; deliveries/s and events/s,
 against 10 anyio streams with one consumer task each.
@@ -27,6 +34,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -38,6 +46,16 @@ from bus import BusTerminal, Event, MessageRegistry
 N = env_int("BENCH_N", 500_000)
 PYKKA_N = env_int("BENCH_PYKKA_N", max(1, N // 5))
 FANOUT = 10
+BATCH = env_int("BENCH_BATCH", 1_000)
+SCALE_N = env_int("BENCH_SCALE_N", 200_000)
+SCALES = (1, 10, 100, 10_000)
+
+try:
+    import uvloop  # noqa: F401
+except ImportError:
+    HAVE_UVLOOP = False
+else:
+    HAVE_UVLOOP = True
 
 
 class Small(Event):
@@ -143,8 +161,14 @@ def _registry(handlers: int, **policy: object) -> MessageRegistry:
     return registry
 
 
+def _run(main: Callable[[], Awaitable[float]], backend: str) -> float:
+    if backend == "uvloop":
+        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(main, backend=backend)
+
+
 def ours_emit_nowait(n: int = N, backend: str = "asyncio", handlers: int = 1) -> tuple[int, float]:
-    events = n // handlers
+    events = max(1, n // handlers)
 
     async def main() -> float:
         async with BusTerminal(_registry(handlers, mailbox_capacity=None)) as terminal:
@@ -157,10 +181,32 @@ def ours_emit_nowait(n: int = N, backend: str = "asyncio", handlers: int = 1) ->
             await terminal.drain()
             return time.perf_counter() - start
 
-    return events * handlers, anyio.run(main, backend=backend)
+    return events * handlers, _run(main, backend)
 
 
-def ours_emit_await(n: int = N) -> tuple[int, float]:
+def ours_emit_many(n: int = N, backend: str = "asyncio", *, nowait: bool = False) -> tuple[int, float]:
+    calls = max(1, n // BATCH)
+
+    async def main() -> float:
+        async with BusTerminal(_registry(1, mailbox_capacity=None)) as terminal:
+            bus = terminal.bus
+            batch = [Small(i) for i in range(BATCH)]
+            start = time.perf_counter()
+            if nowait:
+                emit_many_nowait = bus.emit_many_nowait
+                for _ in range(calls):
+                    emit_many_nowait(batch)
+            else:
+                emit_many = bus.emit_many
+                for _ in range(calls):
+                    await emit_many(batch)
+            await terminal.drain()
+            return time.perf_counter() - start
+
+    return calls * BATCH, _run(main, backend)
+
+
+def ours_emit_await(n: int = N, backend: str = "asyncio") -> tuple[int, float]:
     async def main() -> float:
         async with BusTerminal(_registry(1)) as terminal:
             emit = terminal.bus.emit
@@ -171,12 +217,12 @@ def ours_emit_await(n: int = N) -> tuple[int, float]:
             await terminal.drain()
             return time.perf_counter() - start
 
-    return n, anyio.run(main)
+    return n, _run(main, backend)
 
 
 def anyio_fanout(n: int = N, streams: int = FANOUT) -> tuple[int, float]:
     """``n // streams`` items sent to each of ``streams`` streams, one consumer task per stream."""
-    events = n // streams
+    events = max(1, n // streams)
 
     async def main() -> float:
         pairs = [anyio.create_memory_object_stream[int](math.inf) for _ in range(streams)]
@@ -211,18 +257,26 @@ def anyio_fanout(n: int = N, streams: int = FANOUT) -> tuple[int, float]:
 def main() -> None:
     rounds = repeats()
     print(f"emit: N={N:,} (pykka N={PYKKA_N:,}), {rounds} rounds, asyncio backend unless noted")
-    single = run_cases(
-        [
-            ("anyio stream", anyio_stream),
-            ("emit_nowait", ours_emit_nowait),
-            ("asyncio.Queue", asyncio_queue),
-            ("await emit", ours_emit_await),
-            ("pykka tell", pykka_tell),
-            ("emit_nowait (trio)", lambda: ours_emit_nowait(backend="trio")),
-        ],
-        rounds,
-        label="one handler",
-    )
+    cases: list[tuple[str, Callable[[], tuple[int, float]]]] = [
+        ("anyio stream", anyio_stream),
+        ("emit_nowait", ours_emit_nowait),
+        ("asyncio.Queue", asyncio_queue),
+        ("await emit", ours_emit_await),
+        ("pykka tell", pykka_tell),
+        (f"emit_many ({BATCH:,}/call)", ours_emit_many),
+        (f"emit_many_nowait ({BATCH:,}/call)", lambda: ours_emit_many(nowait=True)),
+        ("emit_nowait (trio)", lambda: ours_emit_nowait(backend="trio")),
+        ("anyio stream (trio)", lambda: anyio_stream(backend="trio")),
+        ("emit_many (trio)", lambda: ours_emit_many(backend="trio")),
+    ]
+    if HAVE_UVLOOP:
+        cases += [
+            ("anyio stream (uvloop)", lambda: anyio_stream(backend="uvloop")),
+            ("emit_nowait (uvloop)", lambda: ours_emit_nowait(backend="uvloop")),
+            ("await emit (uvloop)", lambda: ours_emit_await(backend="uvloop")),
+            ("emit_many (uvloop)", lambda: ours_emit_many(backend="uvloop")),
+        ]
+    single = run_cases(cases, rounds, label="one handler")
     fanout = run_cases(
         [
             ("10 anyio streams", anyio_fanout),
@@ -234,6 +288,18 @@ def main() -> None:
     events = {
         f"{name} (events/s)": [rate / FANOUT for rate in rates] for name, rates in fanout.items()
     }
+    scale_cases: list[tuple[str, Callable[[], tuple[int, float]]]] = []
+    for count in SCALES:
+        scale_cases.append(
+            (f"{count:,} anyio streams", lambda count=count: anyio_fanout(SCALE_N, count))  # type: ignore[misc]
+        )
+        scale_cases.append(
+            (
+                f"emit_nowait x{count:,} handlers",
+                lambda count=count: ours_emit_nowait(SCALE_N, handlers=count),  # type: ignore[misc]
+            )
+        )
+    scaling = run_cases(scale_cases, rounds, label="scaling")
     report(
         "bench_emit",
         [
@@ -250,8 +316,14 @@ def main() -> None:
                 "deliveries/s",
             ),
             (f"emit fan-out to {FANOUT} handlers", events, [], "events/s"),
+            (
+                f"emit fan-out scaling, {SCALE_N:,} deliveries per run",
+                scaling,
+                [f"{count:,} anyio streams" for count in SCALES],
+                "deliveries/s",
+            ),
         ],
-        extra={"n": N, "pykka_n": PYKKA_N, "fanout": FANOUT},
+        extra={"n": N, "pykka_n": PYKKA_N, "fanout": FANOUT, "batch": BATCH, "uvloop": HAVE_UVLOOP},
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from threading import get_ident
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
@@ -13,12 +13,13 @@ from actors import (
     ActorStoppedError,
     Mailbox,
     MailboxFullError as ActorMailboxFullError,
+    Request,
     RequestDroppedError,
 )
-from actors._mailbox import Request
-from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
+from bus._dispatch import CURRENT_CHAIN, HandlerSlot, Route, SinkItem, must_run_inline
 from bus._errors import BusError, HandlerStoppedError, MailboxFullError, SinkUnsetError
-from bus._events import Event, MessageContext
+from bus._events import Event, MessageContext, Stamp, new_stamp
+from bus._handlers import BusHandle
 
 if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
@@ -28,7 +29,7 @@ E = TypeVar("E", bound=Event)
 
 
 @final
-class EventBus(Generic[E]):
+class EventBus(BusHandle, Generic[E]):
     """Publish (awaited, in registration order), emit (fire-and-forget) and sink (durable) events.
 
     ``terminal.bus`` starts root messages; the bus a handler receives carries that handler's message
@@ -58,6 +59,13 @@ class EventBus(Generic[E]):
         parent = self._context
         return MessageContext.new(headers) if parent is None else parent.caused(headers)
 
+    def _stamp(self, headers: Mapping[str, str] | None) -> MessageContext | Stamp:
+        """A new message's identity, captured now: a stamp the handlers' actors turn into its
+        ``MessageContext`` only if a handler takes one (headers are merged eagerly)."""
+        if headers:
+            return self._new_context(headers)
+        return new_stamp(self._context)
+
     async def publish(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
         completion before the next. The first handler exception is raised here as itself; later
@@ -70,7 +78,7 @@ class EventBus(Generic[E]):
         if not route.slots:
             dispatcher.unrouted += 1
             return
-        context = self._new_context(headers)
+        context = self._stamp(headers)
         chain = CURRENT_CHAIN.get()
         if chain:
             await self._publish_nested(route.slots, event, context, chain)
@@ -84,7 +92,7 @@ class EventBus(Generic[E]):
         self,
         slots: tuple[HandlerSlot, ...],
         event: Event,
-        context: MessageContext,
+        context: MessageContext | Stamp,
         chain: tuple[HandlerSlot, ...],
     ) -> None:
         """``publish`` from inside a handler: a handler that is busy up this task's stack, or blocked
@@ -124,7 +132,7 @@ class EventBus(Generic[E]):
         if not route.slots:
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
+        delivery = (event, self._stamp(headers))
         for guarded, capacity in route.room_checks:
             if len(guarded.queue) >= capacity:
                 break
@@ -134,6 +142,53 @@ class EventBus(Generic[E]):
             for mailbox_with_room in route.mailboxes:
                 mailbox_with_room.put_nowait(delivery)
             return
+        await self._emit_waiting(route, delivery)
+
+    async def emit_many(
+        self, events: Iterable[E], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """``emit`` each of ``events`` in order: the same as awaiting ``emit`` for each in turn
+        (per-handler order, backpressure, retries and dead letters alike), at a lower cost per event.
+
+        Every item is checked before any is queued: one that is not an event raises `TypeError`
+        and queues nothing. Each event is its own message (its own id and timestamp); ``headers``
+        go with every one of them. Should a mailbox with overflow ``fail`` refuse one, the
+        `MailboxFullError` is raised and the events before it stay queued.
+        """
+        dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("emit_many")
+        batch, routes = self._routes_of(events)
+        dispatcher.emitted += len(batch)
+        transport = dispatcher.transport
+        parent = self._context
+        for event, route in zip(batch, routes, strict=True):
+            if transport is not None and transport.carries(event):
+                await transport.emit(event, self._new_context(headers))
+                continue
+            mailboxes = route.mailboxes
+            if not mailboxes:
+                dispatcher.unrouted += 1
+                continue
+            delivery = (event, new_stamp(parent) if not headers else self._new_context(headers))
+            for guarded, capacity in route.room_checks:
+                if len(guarded.queue) >= capacity:
+                    await self._emit_waiting(route, delivery)
+                    break
+            else:
+                dispatcher.pending += len(mailboxes)
+                for mailbox in mailboxes:
+                    mailbox.put_nowait(delivery)
+
+    def _routes_of(self, events: Iterable[E]) -> tuple[Sequence[E], list[Route]]:
+        """The events of a batch call, with their routes: raises before anything is queued."""
+        batch = events if isinstance(events, list | tuple) else list(events)
+        route = self._dispatcher.route
+        return batch, [route(event) for event in batch]
+
+    async def _emit_waiting(self, route: Route, delivery: tuple[Event, MessageContext | Stamp]) -> None:
+        """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
+        dispatcher = self._dispatcher
         chain = CURRENT_CHAIN.get()
         for slot in route.slots:
             mailbox = slot.mailbox
@@ -179,31 +234,82 @@ class EventBus(Generic[E]):
         if not mailboxes:
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
+        delivery = (event, new_stamp(self._context) if not headers else self._new_context(headers))
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
         for mailbox in mailboxes:
             mailbox.put_nowait(delivery)
 
+    def emit_many_nowait(
+        self, events: Iterable[E], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """``emit_nowait`` each of ``events`` in order, all or nothing: when the batch does not
+        fit in a subscribed handler's bounded mailbox under backpressure (or overflow ``fail``),
+        raises ``MailboxFullError`` and queues none of them; an item that is not an event raises
+        `TypeError` and queues nothing. Each event is its own message (its own id and timestamp).
+
+        Thread-safe from a sync (``def``) handler's worker thread, as ``emit_nowait`` is."""
+        dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            self._from_thread(
+                "emit_many_nowait",
+                functools.partial(self.emit_many_nowait, list(events), headers=headers),
+            )
+            return
+        batch, routes = self._routes_of(events)
+        transport = dispatcher.transport
+        added: dict[Mailbox, int] = {}
+        for event, route in zip(batch, routes, strict=True):
+            if not route.room_checks or (transport is not None and transport.carries(event)):
+                continue
+            for guarded, capacity in route.room_checks:
+                count = added.get(guarded, 0) + 1
+                if len(guarded.queue) + count > capacity:
+                    name = next(slot.name for slot, mailbox in route.guarded if mailbox is guarded)
+                    raise MailboxFullError(
+                        f"mailbox of handler {name!r} has no room for the {len(batch)} events"
+                    )
+                added[guarded] = count
+        dispatcher.emitted += len(batch)
+        parent = self._context
+        for event, route in zip(batch, routes, strict=True):
+            if transport is not None and transport.carries(event):
+                transport.emit_nowait(event, self._new_context(headers))
+                continue
+            mailboxes = route.mailboxes
+            if not mailboxes:
+                dispatcher.unrouted += 1
+                continue
+            delivery = (event, new_stamp(parent) if not headers else self._new_context(headers))
+            # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
+            dispatcher.pending += len(mailboxes)
+            for mailbox in mailboxes:
+                mailbox.put_nowait(delivery)
+
     def _emit_from_thread(self, event: E, headers: Mapping[str, str] | None) -> None:
+        self._from_thread("emit_nowait", functools.partial(self.emit_nowait, event, headers=headers))
+
+    @staticmethod
+    def _from_thread(method: str, call: Callable[[], None]) -> None:
+        """Run ``call`` (a ``*_nowait`` method) in the bus's loop from one of its worker threads."""
         try:
             token = anyio.lowlevel.current_token()
         except Exception:  # noqa: BLE001 - no event loop runs in this thread: the expected case
             token = None
         if token is not None:
             raise BusError(
-                "emit_nowait was called from another event loop than the bus's: a bus belongs "
-                "to the loop its BusTerminal runs in; hand the event over with "
-                "anyio.from_thread.run_sync(bus.emit_nowait, event) from a worker thread of "
+                f"{method} was called from another event loop than the bus's: a bus belongs "
+                "to the loop its BusTerminal runs in; hand the events over with "
+                f"anyio.from_thread.run_sync(bus.{method}, ...) from a worker thread of "
                 "that loop, or run your code in it"
             )
         try:
-            anyio.from_thread.run_sync(functools.partial(self.emit_nowait, event, headers=headers))
+            anyio.from_thread.run_sync(call)
         except RuntimeError as exc:
             if "worker thread" not in str(exc) and "event loop" not in str(exc):
                 raise
             raise BusError(
-                "emit_nowait was called from a thread the bus does not know: call it from the "
+                f"{method} was called from a thread the bus does not know: call it from the "
                 "event loop, or from a sync handler (which runs in an AnyIO worker thread)"
             ) from exc
 

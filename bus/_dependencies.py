@@ -47,6 +47,7 @@ from bus._handlers import (
     code_target,
     describe,
     injected_param,
+    is_bus_annotation,
     reject_variadic,
     resolve_hints,
     signature_of,
@@ -152,10 +153,7 @@ def _provided_type(annotation: Any, kind: ProviderKind, label: str) -> type:
             "the class of the value it provides"
         )
         raise RegistrationError(msg)
-    # Imported here, not at the top, for the same reason as in _handlers: no import cycles.
-    from bus._bus import EventBus
-
-    if annotation in (EventBus, MessageContext):
+    if annotation is MessageContext or is_bus_annotation(annotation):
         msg = f"{label} cannot provide {annotation.__name__}: the bus injects it itself"
         raise RegistrationError(msg)
     return annotation

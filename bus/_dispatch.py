@@ -6,13 +6,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
 
-from actors import ActorRef, DeadLetter as RuntimeDeadLetter, DeadLetterReason, Mailbox, Overflow
-from actors._waiting import FutureFactory, OneShot
+from actors import (
+    ActorRef,
+    DeadLetter as RuntimeDeadLetter,
+    DeadLetterReason,
+    FutureFactory,
+    Mailbox,
+    OneShot,
+    Overflow,
+)
 from bus._dependencies import ProviderSpec
 from bus._errors import BusClosedError
 from bus._events import (
@@ -20,7 +27,9 @@ from bus._events import (
     DeadLetter,
     Event,
     MessageContext,
+    Stamp,
     SupervisorGaveUp,
+    context_of,
     describe_error,
 )
 from bus._handlers import RegisteredHandler
@@ -28,8 +37,6 @@ from bus._log import logger, notices_logger
 from bus._restarts import CrashLoop
 
 if TYPE_CHECKING:
-    from bus._bus import EventBus
-    from bus._handler_actor import HandlerActor
     from bus.sinks._base import Sink
     from bus.transport._base import Transport
 
@@ -48,6 +55,19 @@ _REASONS: Mapping[DeadLetterReason, str] = {
 _RAISING_OVERFLOWS = frozenset({Overflow.BACKPRESSURE.value, Overflow.FAIL.value})
 
 
+class InlineHandler(Protocol):
+    """A handler's running incarnation, as a re-entrant ``publish`` calls it inline (the bus's
+    ``HandlerActor``, which builds on this module)."""
+
+    async def handle(self, event: Event, context: MessageContext | Stamp) -> None: ...
+
+
+class Emitter(Protocol):
+    """The terminal's root bus handle, as the dispatcher's users (transports) emit through it."""
+
+    def emit_nowait(self, event: Any, *, headers: Mapping[str, str] | None = None) -> None: ...
+
+
 @attrs.define(eq=False)
 class HandlerSlot:
     """Everything the bus keeps about one handler across its actor's incarnations."""
@@ -56,7 +76,7 @@ class HandlerSlot:
     ref: ActorRef | None = None
     mailbox: Mailbox | None = None
     #: the running incarnation, for re-entrant publishes
-    actor: HandlerActor | None = None
+    actor: InlineHandler | None = None
     #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
     waiting_on: HandlerSlot | None = None
     last_error: BaseException | None = None
@@ -182,7 +202,7 @@ class Dispatcher:
         #: (sinks) never waits behind busy handlers
         self.sync_limiter = sync_limiter or anyio.CapacityLimiter(40)
         self.closed = True
-        self.bus: EventBus[Event] | None = None
+        self.bus: Emitter | None = None
         #: where emit goes instead of the local mailboxes, when the terminal has a transport
         self.transport: Transport | None = None
         self._routes: dict[type, Route] = {}
@@ -309,7 +329,8 @@ class Dispatcher:
                 crashed.held += 1
             else:
                 self.done_one()
-            event, context = message
+            event, stamp = message
+            context = context_of(stamp)
             self.dead_letters += 1
             error = describe_error(letter.error) if letter.error is not None else ""
             reason = _REASONS[letter.reason]

@@ -135,6 +135,7 @@ def new_message_id() -> str:
 
 
 _now = time.time
+_now_ns = time.time_ns
 
 
 @final
@@ -201,6 +202,34 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
     def with_attempt(self, attempt: int) -> MessageContext:
         """A copy of this context for delivery attempt ``attempt`` (1-based)."""
         return msgspec.structs.replace(self, attempt=attempt)
+
+
+#: A message's identity captured when it is sent, before any ``MessageContext`` exists: its
+#: sequence number (the id's digits), the wall-clock time in nanoseconds, and the context of the
+#: message whose handler sent it (None for a root message). ``context_of`` turns it into the context.
+Stamp = tuple[int, int, "MessageContext | None"]
+
+
+def new_stamp(parent: MessageContext | None = None) -> Stamp:
+    """Capture a new message's id and timestamp now; the context is built only when asked for."""
+    return (next(_counter), _now_ns(), parent)
+
+
+def context_of(value: MessageContext | Stamp) -> MessageContext:
+    """The ``MessageContext`` of a delivery: ``value`` itself, or the one its stamp describes.
+
+    Building from one stamp always gives the same id, timestamp and causality, so every delivery
+    of a message (its fan-out, its retries, its dead letter) carries one identity.
+    """
+    if type(value) is MessageContext:
+        return value
+    sequence, nanoseconds, parent = value
+    message_id = "%032x" % sequence  # noqa: UP031 - see new_message_id
+    if parent is None:
+        return MessageContext(message_id, message_id, None, nanoseconds / 1e9, 1, {})
+    return MessageContext(
+        message_id, parent.correlation_id, parent.message_id, nanoseconds / 1e9, 1, parent.headers
+    )
 
 
 def describe_error(error: BaseException) -> str:

@@ -15,7 +15,15 @@ from bus._bus import EventBus
 from bus._dependencies import open_dependencies
 from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
 from bus._errors import HandlerCancelledError
-from bus._events import NOTICE_EVENTS, Event, HandlerRestarted, MessageContext, describe_error
+from bus._events import (
+    NOTICE_EVENTS,
+    Event,
+    HandlerRestarted,
+    MessageContext,
+    Stamp,
+    context_of,
+    describe_error,
+)
 from bus._handlers import code_target
 from bus._log import handlers_logger
 
@@ -143,11 +151,13 @@ class HandlerActor(Actor):
             if attempt != 1:
                 # counted from the message's own attempt: 1 when emitted here, the delivery count
                 # for an entry a transport took over from a dead consumer
+                context = context_of(context)
                 context = context.with_attempt(context.attempt + attempt - 1)
             if self._plain:
                 try:
                     if self._with_context:
-                        await self._func(event, context)
+                        # the context is built here, only for a handler that takes it
+                        await self._func(event, context_of(context))
                     else:
                         await self._func(event)
                 except Exception as exc:
@@ -168,15 +178,16 @@ class HandlerActor(Actor):
         else:
             await self.handle(message[0], message[1])
 
-    async def handle(self, event: Event, context: MessageContext) -> None:
+    async def handle(self, event: Event, context: MessageContext | Stamp) -> None:
         """Call the handler once; its exception propagates (and crashes the incarnation)."""
         try:
             if self._plain:
                 if self._with_context:
-                    await self._func(event, context)
+                    await self._func(event, context_of(context))
                 else:
                     await self._func(event)
                 return
+            context = context_of(context)
             bus: EventBus[Event] | None = (
                 EventBus(self._dispatcher, context) if self._needs_bus else None
             )

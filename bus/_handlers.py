@@ -16,6 +16,19 @@ from bus._events import Event, MessageContext
 from bus._policy import HandlerPolicy
 
 ParamKind = Literal["context", "bus", "dependency"]
+
+
+class BusHandle:
+    """Base of ``EventBus``: what marks a parameter as the bus, so that parsing a handler needs no
+    import of the bus module (which builds on this one: the import graph stays one-way)."""
+
+    __slots__ = ()
+
+
+def is_bus_annotation(annotation: Any) -> bool:
+    """Whether ``annotation`` (``Annotated`` unwrapped) is ``EventBus`` or ``EventBus[...]``."""
+    origin = get_origin(annotation) or annotation
+    return isinstance(origin, type) and issubclass(origin, BusHandle)
 """How a parameter after the event gets its value: the message's context, the bus, or a provider."""
 
 NO_DEFAULT: Any = inspect.Parameter.empty
@@ -201,14 +214,10 @@ def injected_param(
             f"by @registry.factory{never_injected}"
         )
         raise RegistrationError(msg)
-    # Imported here, not at the top: the bus module builds on registries, and this keeps the
-    # import graph free of cycles whatever _bus imports.
-    from bus._bus import EventBus
-
     annotation = unwrap_annotated(hints[parameter.name])
     kind: ParamKind
-    if annotation is EventBus or get_origin(annotation) is EventBus:  # EventBus[E] too
-        annotation = EventBus
+    if is_bus_annotation(annotation):  # EventBus[E] too
+        annotation = get_origin(annotation) or annotation
         kind = "bus"
     elif annotation is MessageContext:
         kind = "context"
@@ -237,11 +246,9 @@ def _check_context_annotation(
     annotation = unwrap_annotated(hints[parameter.name])
     if any(annotation is allowed for allowed in _CONTEXT_ANNOTATIONS):
         return
-    from bus._bus import EventBus
-
     short = name.rsplit(".", 1)[-1]
     keyword = "async def" if is_async else "def"
-    if annotation is EventBus or get_origin(annotation) is EventBus:
+    if is_bus_annotation(annotation):
         what, example = "the bus", f"`{keyword} {short}(event, ctx, bus: EventBus)`"
     else:
         what = "dependencies"

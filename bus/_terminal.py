@@ -191,7 +191,7 @@ class BusTerminal(Generic[E]):
             anyio.CapacityLimiter(self._sync_handler_threads),
         )
         bus: EventBus[E] = EventBus(dispatcher)
-        dispatcher.bus = bus  # type: ignore[assignment]
+        dispatcher.bus = bus
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
