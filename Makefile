@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -e '.[test,testing,lihil,bench]'
+	$(PIP) install -e '.[test,testing,lihil,bench,uvloop]'
 	touch $@
 
 lint: $(STAMP)

@@ -4,7 +4,7 @@ runtime's dead letters into ``DeadLetter`` events."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -12,6 +12,7 @@ import anyio
 import attrs
 
 from actors import (
+    Actor,
     ActorRef,
     DeadLetter as RuntimeDeadLetter,
     DeadLetterReason,
@@ -19,6 +20,7 @@ from actors import (
     Mailbox,
     OneShot,
     Overflow,
+    Terminated,
 )
 from bus._dependencies import ProviderSpec
 from bus._errors import BusClosedError
@@ -26,6 +28,7 @@ from bus._events import (
     NOTICE_EVENTS,
     DeadLetter,
     Event,
+    HandlerStopped,
     MessageContext,
     Stamp,
     SupervisorGaveUp,
@@ -70,9 +73,15 @@ class Emitter(Protocol):
 
 @attrs.define(eq=False)
 class HandlerSlot:
-    """Everything the bus keeps about one handler across its actor's incarnations."""
+    """Everything the bus keeps about one handler across its actor's incarnations.
+
+    Called, it makes the handler's next incarnation: the slot is its child spec's actor factory
+    (one object per handler fewer, where 10,000 handlers may sit idle)."""
 
     registered: RegisteredHandler
+    dispatcher: Dispatcher
+    #: the actor class a call makes (set by the terminal: the bus's ``HandlerActor``)
+    actor_type: Callable[[HandlerSlot], Actor] | None = None
     ref: ActorRef | None = None
     mailbox: Mailbox | None = None
     #: the running incarnation, for re-entrant publishes
@@ -94,6 +103,28 @@ class HandlerSlot:
     @property
     def name(self) -> str:
         return self.registered.name
+
+    def __call__(self) -> Actor:
+        assert self.actor_type is not None, "the terminal sets the actor type before starting"
+        return self.actor_type(self)
+
+    def processed(self) -> int:
+        """How many messages the handler's actor processed, over all its incarnations."""
+        return 0 if self.ref is None else self.ref.statistics().processed
+
+    def on_terminated(self, notice: Terminated) -> None:
+        """Watcher of the handler's actor: it stopped for good; say why with ``HandlerStopped``."""
+        dispatcher = self.dispatcher
+        dispatcher.release(self)  # no restart will follow: drain() must not wait for one
+        if dispatcher.closed:
+            return
+        if self.stop_reason is not None:
+            reason = self.stop_reason
+        elif notice.error is not None:
+            reason = f"gave up after too many restarts: {describe_error(notice.error)}"
+        else:
+            return
+        dispatcher.notify(HandlerStopped(self.name, reason), about=self.name)
 
     def full_under_backpressure(self) -> bool:
         """True when an ``emit_nowait`` could not queue here: the mailbox is full and its overflow
@@ -190,7 +221,7 @@ class Dispatcher:
         new_future: FutureFactory,
         sync_limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
-        self.slots = tuple(HandlerSlot(h) for h in handlers)
+        self.slots = tuple(HandlerSlot(h, self) for h in handlers)
         self._slots_by_name = {slot.name: slot for slot in self.slots}
         #: the event loop's thread: emit_nowait from another (a sync handler's worker) hops over
         self.loop_thread = threading.get_ident()

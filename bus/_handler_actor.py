@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -13,7 +15,7 @@ import anyio
 from actors import Actor
 from bus._bus import EventBus
 from bus._dependencies import open_dependencies
-from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
+from bus._dispatch import CURRENT_CHAIN, HandlerSlot
 from bus._errors import HandlerCancelledError
 from bus._events import (
     NOTICE_EVENTS,
@@ -26,6 +28,9 @@ from bus._events import (
 )
 from bus._handlers import code_target
 from bus._log import handlers_logger
+
+#: the dependencies of a handler that has none: one shared, read-only mapping
+_NO_DEPS: Mapping[str, object] = MappingProxyType({})
 
 
 class HandlerActor(Actor):
@@ -45,14 +50,14 @@ class HandlerActor(Actor):
         "_with_context",
     )
 
-    def __init__(self, slot: HandlerSlot, dispatcher: Dispatcher) -> None:
+    def __init__(self, slot: HandlerSlot) -> None:
         self._slot = slot
-        self._dispatcher = dispatcher
+        self._dispatcher = slot.dispatcher
         spec = slot.registered.spec
         self._func: Any = spec.func
         self._spec = spec
         self._own_chain = (slot,)
-        self._deps: dict[str, object] = {}
+        self._deps: Mapping[str, object] = _NO_DEPS
         # only handlers with dependencies need a stack (an idle one costs ~1 KB)
         self._stack = (
             AsyncExitStack() if any(p.kind == "dependency" for p in spec.params) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -10,13 +10,14 @@ from typing import Any, Generic, Self, TypeVar
 import anyio
 import attrs
 
-from actors import ActorRef, MailboxSpec, Overflow, Redelivery, Terminated, current_future_factory
+from actors import ActorRef, MailboxSpec, Overflow, Redelivery, current_future_factory
 from bus._bus import EventBus
 from bus._dependencies import check_resolvable
 from bus._dispatch import Dispatcher, HandlerSlot, SinkSlot
 from bus._errors import BusClosedError, BusError
-from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
+from bus._events import NOTICE_EVENTS, Event
 from bus._handler_actor import HandlerActor
+from bus._policy import HandlerPolicy
 from bus._registry import MessageRegistry, merge_registries
 from bus._restarts import HandlerBackoff
 from bus._sink_actor import FLUSH, SinkActor
@@ -237,7 +238,7 @@ class BusTerminal(Generic[E]):
             for slot in dispatcher.slots:
                 slot.ref = handlers_sup.ref(slot.name)
                 slot.mailbox = slot.ref._mailbox
-                slot.ref.watch(self._handler_stopped(dispatcher, slot))
+                slot.ref.watch(slot.on_terminated)
             sinks_sup = root.supervisor("sinks")
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
@@ -301,24 +302,34 @@ class BusTerminal(Generic[E]):
 
     def _handler_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
         specs = []
+        # handlers of one policy share its (immutable) mailbox and redelivery specs
+        shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery]] = {}
         for slot in dispatcher.slots:
             policy = slot.registered.policy
+            slot.actor_type = HandlerActor
+            mailbox_and_redelivery = shared.get(policy)
+            if mailbox_and_redelivery is None:
+                mailbox_and_redelivery = shared[policy] = (
+                    MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
+                    Redelivery(policy.retries, policy.retry_delay),
+                )
+            mailbox, redelivery = mailbox_and_redelivery
             specs.append(
                 ChildSpec(
                     slot.name,
-                    _factory(HandlerActor, slot, dispatcher),
+                    slot,
                     # transient: a handler that stops itself after a crash loop stays stopped
                     restart=Restart.TRANSIENT,
                     shutdown=policy.shutdown_timeout,
-                    mailbox=MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
-                    redelivery=Redelivery(policy.retries, policy.retry_delay),
+                    mailbox=mailbox,
+                    redelivery=redelivery,
                     backoff=HandlerBackoff(
                         min=policy.restart_backoff,
                         max=policy.restart_backoff_max,
                         factor=policy.restart_backoff_factor,
                         jitter=policy.restart_jitter,
                         loop=slot.crash_loop,
-                        processed=_processed_count(slot),
+                        processed=slot.processed,
                     ),
                 )
             )
@@ -329,21 +340,6 @@ class BusTerminal(Generic[E]):
             ChildSpec(slot.name, _factory(SinkActor, slot, dispatcher), backoff=SINK_BACKOFF)
             for slot in dispatcher.sinks
         ]
-
-    def _handler_stopped(self, dispatcher: Dispatcher, slot: HandlerSlot) -> Any:
-        def notify(notice: Terminated) -> None:
-            dispatcher.release(slot)  # no restart will follow: drain() must not wait for one
-            if dispatcher.closed:
-                return
-            if slot.stop_reason is not None:
-                reason = slot.stop_reason
-            elif notice.error is not None:
-                reason = f"gave up after too many restarts: {describe_error(notice.error)}"
-            else:
-                return
-            dispatcher.notify(HandlerStopped(slot.name, reason), about=slot.name)
-
-        return notify
 
     def _slot(self, name: str) -> HandlerSlot:
         if self._dispatcher is None:
@@ -364,13 +360,6 @@ async def _flush_sink(slot: SinkSlot) -> None:
         except Exception:  # noqa: BLE001 - the storage failed this time; the actor restarts
             continue
         return
-
-
-def _processed_count(slot: HandlerSlot) -> Callable[[], int]:
-    def processed() -> int:
-        return 0 if slot.ref is None else slot.ref.statistics().processed
-
-    return processed
 
 
 def _factory(cls: Any, slot: HandlerSlot | SinkSlot, dispatcher: Dispatcher) -> Any:
