@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, final
 
 import anyio
@@ -12,9 +12,16 @@ import anyio
 from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
 from actors._errors import RequestDroppedError
 from actors._mailbox import Request
-from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
-from bus._errors import BusError, HandlerStoppedError, MailboxFullError, SinkUnsetError
-from bus._events import Event, MessageContext
+from bus._codec import JSON
+from bus._dispatch import CURRENT_CHAIN, HandlerSlot, must_run_inline
+from bus._errors import (
+    BusClosedError,
+    BusError,
+    HandlerStoppedError,
+    MailboxFullError,
+    SinkUnsetError,
+)
+from bus._events import Event, MessageContext, check_headers
 
 if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
@@ -40,9 +47,13 @@ class EventBus:
         """The message this handle was given for (None for the terminal's root handle)."""
         return self._context
 
-    def _new_context(self, headers: Mapping[str, str] | None) -> MessageContext:
+    def _new_context(
+        self, headers: Mapping[str, str] | None, message_id: str | None = None
+    ) -> MessageContext:
         parent = self._context
-        return MessageContext.new(headers) if parent is None else parent.caused(headers)
+        if parent is None:
+            return MessageContext.new(headers, message_id=message_id)
+        return parent.caused(headers, message_id=message_id)
 
     async def publish(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
@@ -50,10 +61,13 @@ class EventBus:
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
         route = dispatcher.route(event)
-        dispatcher.published += 1
         if not route.slots:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.published += 1
             dispatcher.unrouted += 1
             return
+        dispatcher.published += 1
         context = self._new_context(headers)
         chain = CURRENT_CHAIN.get()
         if chain:
@@ -97,10 +111,13 @@ class EventBus:
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
         route = dispatcher.route(event)
-        dispatcher.emitted += 1
         if not route.slots:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
+        dispatcher.emitted += 1
         delivery = (event, self._new_context(headers))
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
@@ -146,11 +163,14 @@ class EventBus:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
-        dispatcher.emitted += 1
         mailboxes = route.mailboxes
         if not mailboxes:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
+        dispatcher.emitted += 1
         delivery = (event, self._new_context(headers))
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
@@ -168,24 +188,89 @@ class EventBus:
                 "event loop, or from a sync handler (which runs in an AnyIO worker thread)"
             ) from exc
 
-    async def sink(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
-        """Hand ``event`` to every configured sink and return once each stored it durably.
+    async def sink(
+        self,
+        event: Event,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> MessageContext:
+        """Hand ``event`` to every configured sink and return its context once each stored it
+        durably.
 
-        Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
-        terminal has no sink."""
+        ``message_id`` is the caller's idempotency key: a call made again with the same id (say
+        after a timeout, or a crash, lost the acknowledgement) is stored once, also across
+        restarts. By default the message gets a fresh id; the context returned carries it.
+
+        The event is checked at the call: one that would not read back equal from storage (see
+        `Codec.check_round_trip`) raises `TypeError` here and is not stored. Concurrent calls are
+        written together (group commit); should the storage refuse this event alone, its error
+        is raised here while the others are stored. Raises ``SinkUnsetError`` when the terminal
+        has no sink, ``BusClosedError`` when it is not running (or stopped before the event was
+        stored: it may or may not be stored; call again with the same ``message_id``)."""
         dispatcher = self._dispatcher
         dispatcher.route(event)
-        if not dispatcher.sinks:
+        sinks = dispatcher.sinks
+        if not sinks:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
-        context = self._new_context(headers)
-        futures = []
-        for slot in dispatcher.sinks:
-            assert slot.ref is not None
-            future = dispatcher.new_future()
-            slot.ref.tell_nowait(SinkItem(event, context, future))
-            futures.append(future)
-        for future in futures:
-            await future
+        context = self._new_context(headers, message_id)
+        JSON.check_round_trip(event)
+        pairs = [(event, context)]
+        ids = [context.message_id]
+        if len(sinks) == 1:
+            await sinks[0].submit(pairs).outcome(ids)
+        else:
+            for batch in [slot.submit(pairs) for slot in sinks]:
+                await batch.outcome(ids)
+        dispatcher.sunk += 1
+        return context
+
+    async def sink_many(
+        self,
+        events: Iterable[Event],
+        *,
+        message_ids: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[MessageContext]:
+        """``sink`` for several events at once: they join one batch (one transaction per sink,
+        up to the batch limit), and their contexts are returned in order once all are stored.
+
+        Every event is checked before any is accepted: a bad one raises `TypeError` naming its
+        index and nothing is stored. ``message_ids``, if given, holds one idempotency key per
+        event. If the storage refuses some of them on their own, the others are stored and the
+        first refused one's error is raised."""
+        dispatcher = self._dispatcher
+        if dispatcher.closed:
+            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
+        sinks = dispatcher.sinks
+        if not sinks:
+            raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
+        events = list(events)
+        if message_ids is not None:
+            message_ids = list(message_ids)
+            if len(message_ids) != len(events):
+                msg = f"got {len(message_ids)} message_ids for {len(events)} events"
+                raise ValueError(msg)
+        pairs: list[tuple[Event, MessageContext]] = []
+        check = JSON.check_round_trip
+        for index, event in enumerate(events):
+            try:
+                dispatcher.route(event)
+                given = None if message_ids is None else message_ids[index]
+                context = self._new_context(headers, given)
+                check(event)
+            except TypeError as error:
+                raise TypeError(f"events[{index}]: {error}") from error
+            except ValueError as error:
+                raise ValueError(f"events[{index}]: {error}") from error
+            pairs.append((event, context))
+        if not pairs:
+            return []
+        ids = [context.message_id for _, context in pairs]
+        for batch in [slot.submit(pairs) for slot in sinks]:
+            await batch.outcome(ids)
+        dispatcher.sunk += len(pairs)
+        return [context for _, context in pairs]
 
     def __repr__(self) -> str:
         return f"<EventBus context={self._context!r}>"

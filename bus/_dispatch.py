@@ -15,8 +15,9 @@ from actors import ActorRef, DeadLetter as RuntimeDeadLetter, DeadLetterReason, 
 from actors._waiting import FutureFactory, OneShot
 from bus._dependencies import ProviderSpec
 from bus._errors import BusClosedError
-from bus._events import DeadLetter, Event, MessageContext, SupervisorGaveUp, describe_error
+from bus._events import DeadLetter, Event, SupervisorGaveUp, describe_error
 from bus._handlers import RegisteredHandler
+from bus._sink_actor import SinkSlot
 
 if TYPE_CHECKING:
     from bus._bus import EventBus
@@ -101,29 +102,6 @@ class Route:
             if not mailbox.has_room():
                 return slot
         return None
-
-
-class SinkItem:
-    """One event handed to one sink actor, with the future its ``sink`` caller awaits."""
-
-    __slots__ = ("context", "event", "future")
-
-    def __init__(self, event: Event, context: MessageContext, future: OneShot) -> None:
-        self.event = event
-        self.context = context
-        self.future = future
-
-
-@attrs.define(eq=False)
-class SinkSlot:
-    """A configured sink, its actor and the batch in flight (which survives the actor's restarts)."""
-
-    sink: Sink
-    name: str
-    ref: ActorRef | None = None
-    batch: list[SinkItem] = attrs.Factory(list)
-    stored: int = 0
-    failures: int = 0
 
 
 def must_run_inline(target: HandlerSlot, chain: tuple[HandlerSlot, ...]) -> bool:
@@ -255,8 +233,3 @@ class Dispatcher:
                 self.bus.emit_nowait(notice)
             except Exception:  # noqa: BLE001 - full mailboxes: counted above, never raised at a sender
                 return
-        elif type(message) is SinkItem:
-            if letter.reason is DeadLetterReason.CRASHED:
-                return  # the sink actor keeps it in its batch in flight and writes it again
-            if not message.future.done():
-                message.future.set_exception(BusClosedError("the sink stopped before storing the event"))

@@ -1,57 +1,226 @@
-"""The actor in front of one sink: group commit, and a batch in flight that survives restarts."""
+"""The path of ``bus.sink``: callers join the open batch of each sink, a sink actor writes one batch
+at a time (group commit), a batch in flight survives the actor's restarts, and a batch that fails for
+one item's sake is split so that only that item's caller gets the error."""
 
 from __future__ import annotations
 
-from typing import Any
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
 
-from actors import Actor
-from bus._dispatch import Dispatcher, SinkItem, SinkSlot
+import anyio
 
-#: upper bound of one group commit
+from actors import Actor, ActorRef
+from bus._errors import BusClosedError
+from bus._events import Event, MessageContext
+
+if TYPE_CHECKING:
+    from bus.sinks._base import Sink
+
+logger = logging.getLogger("bus.sinks")
+
+#: a batch takes no more callers once it holds this many events (``sink_many`` may exceed it)
 MAX_BATCH = 1000
 
-#: asked of a sink actor when the terminal stops: write what it holds, reply once stored
-FLUSH = object()
+#: told to the sink actor when a batch opens while the actor is idle
+WAKE = object()
+
+#: failed writes in a row, with none succeeding, after which a split batch is deemed an outage
+OUTAGE_AFTER = 8
+
+Pair = tuple[Event, MessageContext]
+
+
+class SinkBatch:
+    """Events written to one sink in one ``write``, and the one signal all their callers await."""
+
+    __slots__ = ("absorbed", "closed", "done", "errors", "pairs", "sealed")
+
+    def __init__(self) -> None:
+        self.pairs: list[Pair] = []
+        self.done = anyio.Event()
+        #: message id -> the error of an item refused by the storage on its own (a poison item)
+        self.errors: dict[str, BaseException] = {}
+        #: set once the actor started writing it: later callers open the next batch
+        self.sealed = False
+        self.closed: BusClosedError | None = None
+        #: later batches merged into this one on a retry: they finish with it
+        self.absorbed: list[SinkBatch] = []
+
+    def finish(self, closed: BusClosedError | None = None) -> None:
+        """Wake every caller of this batch (and of those merged into it)."""
+        for batch in (self, *self.absorbed):
+            if not batch.done.is_set():
+                batch.errors = self.errors
+                batch.closed = closed
+                batch.done.set()
+
+    async def outcome(self, message_ids: list[str]) -> None:
+        """Wait until the batch is written; raise the error of the first of ``message_ids`` the
+        storage refused, or `BusClosedError` if the terminal stopped first."""
+        await self.done.wait()
+        if self.errors:
+            for message_id in message_ids:
+                error = self.errors.get(message_id)
+                if error is not None:
+                    raise error
+        if self.closed is not None:
+            raise self.closed
+
+
+class SinkSlot:
+    """A configured sink, its actor, and its batches: the one in flight (first) and the open one."""
+
+    __slots__ = ("batches", "closed", "failures", "name", "ref", "sink", "stored", "woken")
+
+    def __init__(self, sink: Sink, name: str) -> None:
+        self.sink = sink
+        self.name = name
+        self.ref: ActorRef | None = None
+        self.batches: collections.deque[SinkBatch] = collections.deque()
+        #: a WAKE is queued or the actor is writing: a new batch needs no other wake-up
+        self.woken = False
+        self.closed = False
+        self.stored = 0
+        self.failures = 0
+
+    @property
+    def batch(self) -> list[Pair]:
+        """Every event accepted and not yet stored, in store order."""
+        return [pair for batch in self.batches for pair in batch.pairs]
+
+    def submit(self, pairs: list[Pair]) -> SinkBatch:
+        """Add ``pairs`` to the open batch (opening one if need be) and return it."""
+        if self.closed:
+            raise BusClosedError(f"sink {self.name!r} is stopped")
+        batches = self.batches
+        batch = batches[-1] if batches else None
+        if batch is None or batch.sealed or len(batch.pairs) >= MAX_BATCH:
+            batch = SinkBatch()
+            batches.append(batch)
+        batch.pairs += pairs
+        if not self.woken:
+            ref = self.ref
+            assert ref is not None
+            self.woken = True
+            ref.tell_nowait(WAKE)
+        return batch
+
+    async def flushed(self) -> None:
+        """Return once every batch accepted so far is written (or closed)."""
+        while self.batches:
+            await self.batches[-1].done.wait()
+
+    def close(self, reason: str) -> None:
+        """Refuse new events and fail every caller still waiting with `BusClosedError`."""
+        self.closed = True
+        batches, self.batches = self.batches, collections.deque()
+        for batch in batches:
+            batch.finish(BusClosedError(reason))
 
 
 class SinkActor(Actor):
-    """Collects the events waiting in its mailbox into one batch and writes it in one transaction.
+    """Writes its slot's batches one after the other, each in one ``write``.
 
-    A batch that fails stays in the slot: the actor crashes, its supervisor restarts it with backoff,
-    and the next incarnation writes the same batch again before taking anything new. Sinks are
-    idempotent by message id, so a batch that was stored although the write reported an error is not
-    duplicated.
+    Callers fill the open batch while the previous one is being written, which is what groups
+    concurrent callers into one transaction. A write that fails crashes the actor; the batch stays
+    first in the slot and the next incarnation (after the supervisor's backoff) writes it again,
+    together with what arrived meanwhile, before anything else. Sinks are idempotent by message id,
+    so a batch that was stored although the write reported an error is not duplicated.
     """
 
-    def __init__(self, slot: SinkSlot, dispatcher: Dispatcher) -> None:
+    def __init__(self, slot: SinkSlot) -> None:
         self._slot = slot
-        self._dispatcher = dispatcher
 
     async def on_start(self) -> None:
-        if self._slot.batch:
-            await self._flush()
+        await self._write_all()
 
     async def receive(self, message: Any) -> None:
-        batch = self._slot.batch
-        if type(message) is SinkItem:
-            batch.append(message)
-            if self.context.queued and len(batch) < MAX_BATCH:
-                return
-        elif message is not FLUSH or not batch:
-            return
-        await self._flush()
+        if message is WAKE:
+            await self._write_all()
 
-    async def _flush(self) -> None:
+    async def _write_all(self) -> None:
         slot = self._slot
-        batch = slot.batch
+        batches = slot.batches
+        while batches:
+            batch = batches[0]
+            if batch.sealed:
+                # written before and failed: take in what waits behind it, so that a split
+                # finds out whether the storage works (for those) or is down (for all)
+                while len(batches) > 1 and len(batch.pairs) < MAX_BATCH:
+                    later = batches[1]
+                    batch.pairs += later.pairs
+                    del batches[1]
+                    batch.absorbed.append(later)
+            batch.sealed = True
+            await self._write(batch)
+            if batches and batches[0] is batch:
+                batches.popleft()
+            batch.finish()
+        slot.woken = False
+
+    async def _write(self, batch: SinkBatch) -> None:
+        slot = self._slot
+        pairs = batch.pairs
         try:
-            await slot.sink.write([(item.event, item.context) for item in batch])
-        except Exception:
+            await slot.sink.write(pairs)
+        except Exception as error:
             slot.failures += 1
-            raise
-        slot.batch = []
-        slot.stored += len(batch)
-        self._dispatcher.sunk += len(batch)
-        for item in batch:
-            if not item.future.done():
-                item.future.set_result(None)
+            if len(pairs) == 1:
+                raise  # alone, a poison item and an outage look alike: retry with backoff
+            await self._split(batch, error)
+            return
+        slot.stored += len(pairs)
+
+    async def _split(self, batch: SinkBatch, error: Exception) -> None:
+        """Write ``batch`` in halves, down to single items, to store all but the items the storage
+        refuses; raise (keeping the batch) if the storage looks down rather than picky."""
+        slot = self._slot
+        # (index of the write, the item, its error) for each item that failed on its own
+        refused: list[tuple[int, Pair, Exception]] = []
+        writes = 0
+        last_success = -1
+        failures_in_a_row = 0
+        middle = len(batch.pairs) // 2
+        # a stack: the first half is written first, so items keep their order in the store
+        pending: list[list[Pair]] = [batch.pairs[middle:], batch.pairs[:middle]]
+        while pending:
+            chunk = pending.pop()
+            try:
+                await slot.sink.write(chunk)
+            except Exception as chunk_error:  # noqa: BLE001 - recorded per item, or re-raised below
+                writes += 1
+                slot.failures += 1
+                failures_in_a_row += 1
+                if last_success < 0 and failures_in_a_row >= OUTAGE_AFTER:
+                    raise error from chunk_error
+                if len(chunk) == 1:
+                    refused.append((writes, chunk[0], chunk_error))
+                else:
+                    middle = len(chunk) // 2
+                    pending += (chunk[middle:], chunk[:middle])
+                continue
+            writes += 1
+            last_success = writes
+            failures_in_a_row = 0
+            slot.stored += len(chunk)
+        if last_success < 0:
+            raise error
+        unconfirmed: list[Pair] = []
+        for index, pair, item_error in refused:
+            # refused while writes after it succeeded: the storage works, the item is at fault
+            if index < last_success:
+                batch.errors[pair[1].message_id] = item_error
+                logger.error(
+                    "%s refused %s (message %s) on its own: %r; its caller gets the error",
+                    slot.name,
+                    type(pair[0]).__qualname__,
+                    pair[1].message_id,
+                    item_error,
+                )
+            else:
+                unconfirmed.append(pair)
+        if unconfirmed:
+            batch.pairs = unconfirmed  # the rest is stored; these are tried again after a pause
+            raise refused[-1][2]
+

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Literal, Self, TypeAlias, TypeVar
 
 import anyio.to_thread
 
+from bus._errors import SinkError
 from bus._events import Event, MessageContext
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("bus.sinks")
+
+OnError: TypeAlias = Literal["raise", "skip"] | Callable[[SinkError], object]
+"""What `Sink.read` does with a record that does not decode: raise (the default), skip it (and
+log a warning), or skip it after passing its `SinkError` to a callable."""
 
 
 class Sink(abc.ABC):
@@ -34,8 +42,12 @@ class Sink(abc.ABC):
       ``context.message_id``: a batch written again (after a failure that in fact committed,
       say) does not store anything twice, nor does a message that appears twice in a batch.
       An exception means the batch may or may not be stored; the caller writes it again.
-    - `read` returns everything stored, in the order it was stored, each event decoded to its
-      original class, each message once.
+    - `read(on_error="raise")` returns everything stored, in the order it was stored, each event
+      decoded to its original class, each message once. A record that does not decode becomes a
+      `SinkError` naming the store and the record (file and line, table and row), with the
+      decoding error as its ``__cause__``; `report_bad_record` does what ``on_error`` asks with
+      it: ``"raise"`` raises it, ``"skip"`` logs it and skips the record, a callable receives
+      it and the record is skipped. One bad record never hides the good ones unless asked to.
     - `close` releases the storage; closing a closed sink does nothing.
     - `name` identifies the sink in logs and supervision trees, e.g. ``"sqlite:/var/app.db"``.
 
@@ -56,8 +68,33 @@ class Sink(abc.ABC):
         """Store ``batch`` durably, as one transaction, skipping message ids already stored."""
 
     @abc.abstractmethod
-    async def read(self) -> list[tuple[Event, MessageContext]]:
-        """Everything stored, in store order, decoded to the original event classes."""
+    async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
+        """Everything stored, in store order, decoded to the original event classes; records
+        that do not decode are handled by ``on_error`` (see `report_bad_record`)."""
+
+    @staticmethod
+    def report_bad_record(on_error: OnError, error: SinkError) -> None:
+        """Handle one record that does not decode, as ``on_error`` says: ``"raise"`` raises
+        ``error``; ``"skip"`` logs it (logger ``bus.sinks``, warning) and returns; a callable
+        is called with ``error`` and returns. `read` skips the record when this returns."""
+        if on_error == "raise":
+            raise error
+        if on_error == "skip":
+            logger.warning("skipped a record that does not decode: %s", error)
+            return
+        if callable(on_error):
+            on_error(error)
+            return
+        msg = f"on_error must be 'raise', 'skip' or a callable, got {on_error!r}"
+        raise ValueError(msg)
+
+    @staticmethod
+    def check_on_error(on_error: OnError) -> None:
+        """Raise `ValueError` unless ``on_error`` is ``"raise"``, ``"skip"`` or a callable: a
+        `read` checks it before reading anything."""
+        if on_error not in ("raise", "skip") and not callable(on_error):
+            msg = f"on_error must be 'raise', 'skip' or a callable, got {on_error!r}"
+            raise ValueError(msg)
 
     @abc.abstractmethod
     async def close(self) -> None:
