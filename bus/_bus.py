@@ -218,10 +218,14 @@ class EventBus:
         pairs = [(event, context)]
         ids = [context.message_id]
         if len(sinks) == 1:
-            await sinks[0].submit(pairs).outcome(ids)
+            batch = sinks[0].submit(pairs)
+            waiter = dispatcher.new_future()
+            batch.waiters.append(waiter)
+            await waiter
+            batch.check(ids)
         else:
             for batch in [slot.submit(pairs) for slot in sinks]:
-                await batch.outcome(ids)
+                await batch.outcome(ids, dispatcher.new_future)
         dispatcher.sunk += 1
         return context
 
@@ -268,7 +272,7 @@ class EventBus:
             return []
         ids = [context.message_id for _, context in pairs]
         for batch in [slot.submit(pairs) for slot in sinks]:
-            await batch.outcome(ids)
+            await batch.outcome(ids, dispatcher.new_future)
         dispatcher.sunk += len(pairs)
         return [context for _, context in pairs]
 

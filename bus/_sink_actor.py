@@ -5,16 +5,16 @@ one item's sake is split so that only that item's caller gets the error."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from actors import Actor, ActorRef
+from actors import Actor, ActorRef, current_future_factory
 from bus._errors import BusClosedError
 from bus._events import Event, MessageContext
 
 if TYPE_CHECKING:
+    from actors._waiting import FutureFactory
     from bus.sinks._base import Sink
 
 logger = logging.getLogger("bus.sinks")
@@ -32,13 +32,16 @@ Pair = tuple[Event, MessageContext]
 
 
 class SinkBatch:
-    """Events written to one sink in one ``write``, and the one signal all their callers await."""
+    """Events written to one sink in one ``write``, and the callers waiting for it."""
 
-    __slots__ = ("absorbed", "closed", "done", "errors", "pairs", "sealed")
+    __slots__ = ("absorbed", "closed", "done", "errors", "pairs", "sealed", "waiters")
 
     def __init__(self) -> None:
         self.pairs: list[Pair] = []
-        self.done = anyio.Event()
+        self.done = False
+        # One future per waiting caller rather than one shared: cancelling a caller must not
+        # cancel what the others wait on (an asyncio task cancels the future it awaits).
+        self.waiters: list[Any] = []
         #: message id -> the error of an item refused by the storage on its own (a poison item)
         self.errors: dict[str, BaseException] = {}
         #: set once the actor started writing it: later callers open the next batch
@@ -50,15 +53,26 @@ class SinkBatch:
     def finish(self, closed: BusClosedError | None = None) -> None:
         """Wake every caller of this batch (and of those merged into it)."""
         for batch in (self, *self.absorbed):
-            if not batch.done.is_set():
+            if not batch.done:
+                batch.done = True
                 batch.errors = self.errors
                 batch.closed = closed
-                batch.done.set()
+                for waiter in batch.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                batch.waiters = []
 
-    async def outcome(self, message_ids: list[str]) -> None:
+    async def outcome(self, message_ids: list[str], new_future: FutureFactory) -> None:
         """Wait until the batch is written; raise the error of the first of ``message_ids`` the
         storage refused, or `BusClosedError` if the terminal stopped first."""
-        await self.done.wait()
+        if not self.done:
+            waiter = new_future()
+            self.waiters.append(waiter)
+            await waiter
+        self.check(message_ids)
+
+    def check(self, message_ids: list[str]) -> None:
+        """Raise what `outcome` raises, for a batch that is done."""
         if self.errors:
             for message_id in message_ids:
                 error = self.errors.get(message_id)
@@ -108,8 +122,11 @@ class SinkSlot:
 
     async def flushed(self) -> None:
         """Return once every batch accepted so far is written (or closed)."""
+        new_future = current_future_factory()
         while self.batches:
-            await self.batches[-1].done.wait()
+            last = self.batches[-1]
+            with contextlib.suppress(Exception):
+                await last.outcome([], new_future)
 
     def close(self, reason: str) -> None:
         """Refuse new events and fail every caller still waiting with `BusClosedError`."""
