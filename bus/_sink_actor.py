@@ -191,53 +191,62 @@ class SinkActor(Actor):
 
     async def _split(self, batch: SinkBatch, error: Exception) -> None:
         """Write ``batch`` in halves, down to single items, to store all but the items the storage
-        refuses; raise (keeping the batch) if the storage looks down rather than picky."""
+        refuses; raise (keeping what is not stored) if the storage looks down rather than picky.
+
+        An item is refused for good only if it failed alone, a write succeeded after that, and it
+        then failed alone again: so the items that failed while the storage was down for a moment
+        are stored on their retry instead of being blamed.
+        """
         slot = self._slot
-        # (index of the write, the item, its error) for each item that failed on its own
-        refused: list[tuple[int, Pair, Exception]] = []
+        sink = slot.sink
+        suspects: list[tuple[int, Pair]] = []  # items that failed alone, with the write's number
         writes = 0
         last_success = -1
-        failures_in_a_row = 0
+        in_a_row = 0
         middle = len(batch.pairs) // 2
         # a stack: the first half is written first, so items keep their order in the store
         pending: list[list[Pair]] = [batch.pairs[middle:], batch.pairs[:middle]]
         while pending:
             chunk = pending.pop()
+            writes += 1
             try:
-                await slot.sink.write(chunk)
-            except Exception as chunk_error:  # noqa: BLE001 - recorded per item, or re-raised below
-                writes += 1
+                await sink.write(chunk)
+            except Exception as chunk_error:
                 slot.failures += 1
-                failures_in_a_row += 1
-                if last_success < 0 and failures_in_a_row >= OUTAGE_AFTER:
+                in_a_row += 1
+                if in_a_row >= OUTAGE_AFTER:
+                    # looks down: keep all that is not stored for a retry after a pause
+                    batch.pairs = [pair for _, pair in suspects] + chunk
+                    batch.pairs += [pair for rest in reversed(pending) for pair in rest]
                     raise error from chunk_error
                 if len(chunk) == 1:
-                    refused.append((writes, chunk[0], chunk_error))
+                    suspects.append((writes, chunk[0]))
                 else:
                     middle = len(chunk) // 2
                     pending += (chunk[middle:], chunk[:middle])
                 continue
-            writes += 1
             last_success = writes
-            failures_in_a_row = 0
+            in_a_row = 0
             slot.stored += len(chunk)
-        if last_success < 0:
-            raise error
         unconfirmed: list[Pair] = []
-        for index, pair, item_error in refused:
-            # refused while writes after it succeeded: the storage works, the item is at fault
-            if index < last_success:
+        for at, pair in suspects:
+            if at > last_success:  # nothing succeeded since: no sign the storage works
+                unconfirmed.append(pair)
+                continue
+            try:
+                await sink.write([pair])
+            except Exception as item_error:  # noqa: BLE001 - the item's own error, for its caller
+                slot.failures += 1
                 batch.errors[pair[1].message_id] = item_error
                 logger.error(
-                    "%s refused %s (message %s) on its own: %r; its caller gets the error",
+                    "%s refused %s (message %s) on its own, twice: %r; its caller gets the error",
                     slot.name,
                     type(pair[0]).__qualname__,
                     pair[1].message_id,
                     item_error,
                 )
             else:
-                unconfirmed.append(pair)
+                slot.stored += 1
         if unconfirmed:
-            batch.pairs = unconfirmed  # the rest is stored; these are tried again after a pause
-            raise refused[-1][2]
-
+            batch.pairs = unconfirmed  # the rest is stored or refused; these are tried again
+            raise error
