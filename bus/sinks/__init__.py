@@ -4,8 +4,8 @@
 `JSONLinesSink` appends one JSON envelope per line. Subclass `Sink` to store elsewhere.
 """
 
-from bus.sinks._base import Sink
+from bus.sinks._base import OnError, Sink
 from bus.sinks._jsonl import JSONLinesSink
 from bus.sinks._sqlite import SQLiteSink
 
-__all__ = ("JSONLinesSink", "SQLiteSink", "Sink")
+__all__ = ("JSONLinesSink", "OnError", "SQLiteSink", "Sink")

@@ -19,8 +19,9 @@ _T = TypeVar("_T")
 logger = logging.getLogger("bus.sinks")
 
 OnError: TypeAlias = Literal["raise", "skip"] | Callable[[SinkError], object]
-"""What `Sink.read` does with a record that does not decode: raise (the default), skip it (and
-log a warning), or skip it after passing its `SinkError` to a callable."""
+OnError.__doc__ = """What `Sink.read` does with a record that does not decode: ``"raise"`` its
+`SinkError` (the default), ``"skip"`` it (logging a warning), or skip it after passing its
+`SinkError` to a callable."""
 
 
 class Sink(abc.ABC):

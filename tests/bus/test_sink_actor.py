@@ -13,8 +13,7 @@ from trio.testing import MockClock
 
 from bus import BusTerminal, Event, MessageContext
 from bus._sink_actor import OUTAGE_AFTER
-from bus.sinks import JSONLinesSink, Sink, SQLiteSink
-from bus.sinks._base import OnError
+from bus.sinks import JSONLinesSink, OnError, Sink, SQLiteSink
 
 pytestmark = pytest.mark.anyio
 

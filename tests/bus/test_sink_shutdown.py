@@ -11,8 +11,7 @@ import anyio
 import pytest
 
 from bus import BusClosedError, BusTerminal, Event, EventBus, MessageContext, MessageRegistry
-from bus.sinks import JSONLinesSink, Sink, SQLiteSink
-from bus.sinks._base import OnError
+from bus.sinks import JSONLinesSink, OnError, Sink, SQLiteSink
 
 pytestmark = pytest.mark.anyio
 
