@@ -135,6 +135,11 @@ class JSONLinesSink(Sink):
                     f"{HEADER.decode().strip()}); refusing to write to it, and it was not "
                     "changed. Give the sink a new path (or an empty file)"
                 )
+                if head.startswith(b'{"type":'):
+                    msg += (
+                        "; if actorbus 0.1 wrote it (before files had a header), add that "
+                        "header as its first line"
+                    )
                 raise self._fail(msg)
             # Empty, or the torn header of a creation that never finished: nothing else can be
             # in it, so it is safe to write the header afresh.
