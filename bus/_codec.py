@@ -223,7 +223,18 @@ class Codec:
         value that would come back different (a tuple or bytes in a field typed ``Any``). The bus
         runs it on every ``sink`` call, so that what a sink acknowledges reads back equal.
         """
-        name = type(event).__qualname__
+        cls = type(event)
+        if cls in self._flat:
+            # the common case, kept lean: it runs on every `sink` call
+            try:
+                body = self._encode(event)
+                back = self._plans[cls].decoder.decode(body)
+            except Exception:  # noqa: BLE001 - the slow path below says what is wrong
+                pass
+            else:
+                if back == event if cls.__struct_config__.eq else self._encode(back) == body:
+                    return body
+        name = cls.__qualname__
         try:
             body = self.encode_event(event)
         except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as error:
