@@ -4,6 +4,7 @@ commit across concurrent callers, and a storage that fails (nothing lost, nothin
 from __future__ import annotations
 
 import functools
+import importlib
 import subprocess
 import sys
 import types
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from bus import (
@@ -536,3 +538,66 @@ async def test_sink_many_checks_every_event_first_and_names_the_bad_one(
             await terminal.bus.sink_many([Stored(0)])
     with pytest.raises(BusClosedError):
         await terminal.bus.sink_many([])
+
+
+# --- what a script stores decodes where its module is imported (issue 8, item 4) ---------------
+
+SCRIPT_APP = '''
+import sys
+import anyio
+from bus import BusTerminal, Event
+from bus.sinks import SQLiteSink
+
+
+class Paid(Event):
+    {type_name}
+    order: int
+
+
+async def main(path: str) -> None:
+    async with BusTerminal(sinks=[SQLiteSink(path)]) as terminal:
+        await terminal.bus.sink(Paid(7))
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1])
+'''
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+async def test_what_a_script_stored_decodes_where_its_module_is_imported(tmp_path: Path) -> None:
+    module_name = f"script_app_{tmp_path.name.replace('-', '_')}"
+    script = tmp_path / f"{module_name}.py"
+    script.write_text(SCRIPT_APP.format(type_name=f'__type_name__ = "{module_name}.Paid"'))
+    result = await anyio.to_thread.run_sync(run_script, script, str(tmp_path / "e.db"))
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module(module_name)  # as uvicorn or pytest would import it
+    finally:
+        sys.path.remove(str(tmp_path))
+    async with SQLiteSink(tmp_path / "e.db") as reader:
+        [(event, _)] = await reader.read()
+    assert type(event) is module.Paid
+    assert event == module.Paid(7)
+
+
+async def test_a_script_that_sinks_an_event_without_a_type_name_is_told_what_to_do(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "unnamed_app.py"
+    script.write_text(SCRIPT_APP.format(type_name=""))
+    result = await anyio.to_thread.run_sync(run_script, script, str(tmp_path / "e.db"))
+    assert result.returncode != 0
+    assert "TypeError" in result.stderr
+    assert "__type_name__" in result.stderr
