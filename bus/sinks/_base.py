@@ -40,9 +40,12 @@ class Sink(abc.ABC):
       restarted sink actor does that.
     - `write` stores a whole batch and returns only once it is durable. A batch is one
       transaction where the storage has them. Writing is idempotent by
-      ``context.message_id``: a batch written again (after a failure that in fact committed,
-      say) does not store anything twice, nor does a message that appears twice in a batch.
-      An exception means the batch may or may not be stored; the caller writes it again.
+      ``context.message_id``, across instances and processes: a batch written again (after a
+      failure that in fact committed, say), a message that appears twice in a batch, or a
+      caller's resend with its own message id, stores nothing twice (the first stored wins).
+      An exception means the batch may or may not be stored; the caller writes it again. The
+      bus hands it only events that round-trip through `bus.JSON` (checked at the call), and
+      splits a batch that fails for one event's sake itself.
     - `read(on_error="raise")` returns everything stored, in the order it was stored, each event
       decoded to its original class, each message once. A record that does not decode becomes a
       `SinkError` naming the store and the record (file and line, table and row), with the

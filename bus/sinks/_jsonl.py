@@ -49,7 +49,7 @@ class JSONLinesSink(Sink):
     start with the header: notes, a database, anything this sink did not write. In its own file
     it moves an incomplete last line (the remains of a write that never returned) aside to
     ``<file>.torn-<n>``, and reads every message id already stored into an index, so that a
-    message id is appended once, across processes and restarts (the index costs about 100
+    message id is appended once, across processes and restarts (the index costs about 120
     bytes of memory per stored message, and `open` reads the whole file). `read` returns each
     message id once (its first line) all the same.
 
@@ -149,12 +149,15 @@ class JSONLinesSink(Sink):
             os.fsync(file.fileno())
         written: set[str] = set()
         complete = len(HEADER)
-        for line in file:
-            if not line.endswith(b"\n"):
-                break
-            complete += len(line)
-            with contextlib.suppress(msgspec.DecodeError):
-                written.add(_read_id(line).context.message_id)
+        # A buffered reader of its own: iterating the unbuffered file would read byte by byte.
+        with open(file.fileno(), "rb", closefd=False) as reader:
+            reader.seek(complete)
+            for line in reader:
+                if not line.endswith(b"\n"):
+                    break
+                complete += len(line)
+                with contextlib.suppress(msgspec.DecodeError):
+                    written.add(_read_id(line).context.message_id)
         end = file.seek(0, os.SEEK_END)
         if complete != end:
             self._move_torn_tail(file, complete, end)
