@@ -98,11 +98,6 @@ class SinkSlot:
         self.stored = 0
         self.failures = 0
 
-    @property
-    def batch(self) -> list[Pair]:
-        """Every event accepted and not yet stored, in store order."""
-        return [pair for batch in self.batches for pair in batch.pairs]
-
     def submit(self, pairs: list[Pair]) -> SinkBatch:
         """Add ``pairs`` to the open batch (opening one if need be) and return it."""
         if self.closed:

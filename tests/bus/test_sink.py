@@ -536,8 +536,11 @@ async def test_sink_many_checks_every_event_first_and_names_the_bad_one(
     async with BusTerminal() as terminal:
         with pytest.raises(SinkUnsetError):
             await terminal.bus.sink_many([Stored(0)])
+        held = terminal.bus
     with pytest.raises(BusClosedError):
-        await terminal.bus.sink_many([])
+        await held.sink_many([])
+    with pytest.raises(BusClosedError):
+        await held.sink(Stored(0))
 
 
 # --- what a script stores decodes where its module is imported (issue 8, item 4) ---------------

@@ -148,3 +148,25 @@ async def test_a_file_that_is_not_a_database_is_refused_at_open_and_left_unchang
     with pytest.raises(SinkError, match="notes.txt"):
         await sink.open()
     assert path.read_bytes() == b"my notes\n" * 100
+
+
+async def test_rows_stored_as_blobs_read_back_and_other_column_types_are_bad_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    batch = messages("a", "b")
+    async with SQLiteSink(path) as sink:
+        await sink.write(batch)
+        with sqlite3.connect(path) as admin:
+            admin.execute("UPDATE events SET event = CAST(event AS BLOB) WHERE rowid = 1")
+            admin.execute("UPDATE events SET context = 42 WHERE rowid = 2")
+        admin.close()
+        errors: list[SinkError] = []
+        assert await sink.read(on_error=errors.append) == [batch[0]]
+    assert len(errors) == 1
+    assert "rowid 2" in str(errors[0])
+
+
+def test_report_bad_record_refuses_an_on_error_it_does_not_know() -> None:
+    with pytest.raises(ValueError, match="on_error"):
+        SQLiteSink.report_bad_record("ignore", SinkError("bad"))  # type: ignore[arg-type]
