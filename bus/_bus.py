@@ -215,17 +215,18 @@ class EventBus:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
         context = self._new_context(headers, message_id)
         JSON.check_round_trip(event)
-        pairs = [(event, context)]
-        ids = [context.message_id]
+        pair = (event, context)
         if len(sinks) == 1:
-            batch = sinks[0].submit(pairs)
+            # the hot path: one future, resolved by the batch's commit
+            batch = sinks[0].submit_one(pair)
             waiter = dispatcher.new_future()
             batch.waiters.append(waiter)
             await waiter
-            batch.check(ids)
+            if batch.errors or batch.closed is not None:
+                batch.check([context.message_id])
         else:
-            for batch in [slot.submit(pairs) for slot in sinks]:
-                await batch.outcome(ids, dispatcher.new_future)
+            for batch in [slot.submit([pair]) for slot in sinks]:
+                await batch.outcome([context.message_id], dispatcher.new_future)
         dispatcher.sunk += 1
         return context
 

@@ -100,6 +100,17 @@ class SinkSlot:
 
     def submit(self, pairs: list[Pair]) -> SinkBatch:
         """Add ``pairs`` to the open batch (opening one if need be) and return it."""
+        batch = self._open_batch()
+        batch.pairs += pairs
+        return batch
+
+    def submit_one(self, pair: Pair) -> SinkBatch:
+        """`submit` for one event."""
+        batch = self._open_batch()
+        batch.pairs.append(pair)
+        return batch
+
+    def _open_batch(self) -> SinkBatch:
         if self.closed:
             raise BusClosedError(f"sink {self.name!r} is stopped")
         batches = self.batches
@@ -107,11 +118,11 @@ class SinkSlot:
         if batch is None or batch.sealed or len(batch.pairs) >= MAX_BATCH:
             batch = SinkBatch()
             batches.append(batch)
-        batch.pairs += pairs
         if not self.woken:
             ref = self.ref
             assert ref is not None
             self.woken = True
+            # the actor runs after this task yields: the event is in the batch by then
             ref.tell_nowait(WAKE)
         return batch
 
