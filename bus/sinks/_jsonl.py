@@ -6,7 +6,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import final
 
 import msgspec
@@ -15,6 +15,11 @@ from bus._codec import JSON
 from bus._errors import SinkError, UnknownEventTypeError
 from bus._events import Event, MessageContext
 from bus.sinks._base import OnError, Sink, _Serial
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one writer per file is then up to the application
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("bus.sinks")
 
@@ -53,6 +58,10 @@ class JSONLinesSink(Sink):
     bytes of memory per stored message, and `open` reads the whole file). `read` returns each
     message id once (its first line) all the same.
 
+    Several sinks (in one process or several) may append to one file: each write holds an
+    advisory lock (``flock``, where the platform has it) and first indexes what the others
+    appended since, so lines are never glued together nor a message id appended twice.
+
     The directory must exist; `open` creates the file if needed.
     """
 
@@ -65,6 +74,7 @@ class JSONLinesSink(Sink):
         self._serial = _Serial()
         self._file: io.FileIO | None = None
         self._written: set[str] = set()
+        self._end = 0  # where the complete lines end, as far as this sink knows
 
     @property
     def name(self) -> str:
@@ -90,9 +100,21 @@ class JSONLinesSink(Sink):
     def _open(self) -> None:
         if self._file is not None:
             return
-        file = self._open_or_create()
         try:
-            self._adopt(file)
+            created = not os.path.exists(self._path)
+            # O_APPEND: every write lands at the end, whoever else appends. Opening never
+            # changes an existing file: `_adopt` decides whether it is this sink's own.
+            descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        except OSError as error:
+            raise self._fail(error.strerror or error) from error
+        # Unbuffered: a failed write leaves nothing in a buffer to be flushed later, after the
+        # partial line has been cut off.
+        file = open(descriptor, "r+b", buffering=0)  # noqa: SIM115 - open until close()
+        try:
+            with _exclusive(file):
+                self._adopt(file)
+            if created:
+                _fsync_directory(self._path)
         except OSError as error:
             file.close()
             raise self._fail(error.strerror or error) from error
@@ -101,32 +123,9 @@ class JSONLinesSink(Sink):
             raise
         self._file = file
 
-    def _open_or_create(self) -> io.FileIO:
-        try:
-            try:
-                # Unbuffered: a failed write leaves nothing in a buffer to be flushed later,
-                # after the partial line has been cut off. "r+b": opening never changes a file.
-                return open(self._path, "r+b", buffering=0)
-            except FileNotFoundError:
-                pass
-            try:
-                descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:  # created meanwhile by another process
-                return open(self._path, "r+b", buffering=0)
-            file = open(descriptor, "r+b", buffering=0)  # noqa: SIM115
-            try:
-                _write_all(file, HEADER)
-                os.fsync(file.fileno())
-                _fsync_directory(self._path)
-            except BaseException:
-                file.close()
-                raise
-            return file
-        except OSError as error:
-            raise self._fail(error.strerror or error) from error
-
     def _adopt(self, file: io.FileIO) -> None:
         """Check that ``file`` is this sink's own, move a torn tail aside, index its ids."""
+        file.seek(0)
         head = file.read(len(HEADER))
         if head != HEADER:
             if not HEADER.startswith(head):
@@ -144,24 +143,37 @@ class JSONLinesSink(Sink):
             # Empty, or the torn header of a creation that never finished: nothing else can be
             # in it, so it is safe to write the header afresh.
             file.truncate(0)
-            file.seek(0)
             _write_all(file, HEADER)
             os.fsync(file.fileno())
-        written: set[str] = set()
-        complete = len(HEADER)
+        self._written = set()
+        self._end = self._index(file, len(HEADER))
+
+    def _index(self, file: io.FileIO, start: int) -> int:
+        """Add the ids of the complete lines from ``start`` on to the index, move a torn last
+        line aside; return where the complete lines end (the file's new end)."""
+        written = self._written
+        complete = start
         # A buffered reader of its own: iterating the unbuffered file would read byte by byte.
         with open(file.fileno(), "rb", closefd=False) as reader:
-            reader.seek(complete)
+            reader.seek(start)
             for line in reader:
                 if not line.endswith(b"\n"):
                     break
                 complete += len(line)
                 with contextlib.suppress(msgspec.DecodeError):
                     written.add(_read_id(line).context.message_id)
-        end = file.seek(0, os.SEEK_END)
+        end = os.fstat(file.fileno()).st_size
         if complete != end:
             self._move_torn_tail(file, complete, end)
-        self._written = written
+        return complete
+
+    def _catch_up(self, file: io.FileIO) -> None:
+        """Index what other writers (another process, another sink on this file) appended."""
+        end = os.fstat(file.fileno()).st_size
+        if end > self._end:
+            self._end = self._index(file, self._end)
+        elif end < self._end:  # cut by someone else: index it afresh
+            self._adopt(file)
 
     def _move_torn_tail(self, file: io.FileIO, start: int, end: int) -> None:
         file.seek(start)
@@ -203,26 +215,30 @@ class JSONLinesSink(Sink):
     def _write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
         file = self._opened()
         encode = JSON.encode
-        written = self._written
         lines: dict[str, bytes] = {}
-        for event, context in batch:
-            message_id = context.message_id
-            if message_id not in written and message_id not in lines:
-                lines[message_id] = encode(event, context) + b"\n"
-        if not lines:
-            return
-        data = b"".join(lines.values())
-        start = file.seek(0, os.SEEK_END)
-        try:
-            _write_all(file, data)
-            os.fsync(file.fileno())
-        except BaseException:
-            # Leave no partial line behind for the next batch to be glued to; should this fail
-            # too, the next open() moves the incomplete line aside.
-            with contextlib.suppress(OSError):
-                file.truncate(start)
-            raise
-        written.update(lines)
+        with _exclusive(file):
+            self._catch_up(file)
+            written = self._written
+            for event, context in batch:
+                message_id = context.message_id
+                if message_id not in written and message_id not in lines:
+                    lines[message_id] = encode(event, context) + b"\n"
+            if not lines:
+                return
+            data = b"".join(lines.values())
+            start = self._end
+            try:
+                _write_all(file, data)
+                os.fsync(file.fileno())
+            except BaseException:
+                # Leave no partial line behind for the next batch to be glued to (nobody else
+                # writes while this sink holds the lock); should this fail too, the next
+                # writer or open() moves the incomplete line aside.
+                with contextlib.suppress(OSError):
+                    file.truncate(start)
+                raise
+            self._end = start + len(data)
+            written.update(lines)
 
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every message in the file, in file order, each message id once.
@@ -235,11 +251,12 @@ class JSONLinesSink(Sink):
         return await self._serial.run(lambda: self._read(on_error))
 
     def _read(self, on_error: OnError) -> list[tuple[Event, MessageContext]]:
-        self._opened()
+        opened = self._opened()
         decode = JSON.decode
         seen: set[str] = set()
         messages: list[tuple[Event, MessageContext]] = []
-        with open(self._path, "rb") as file:
+        # shared: no write of another sink on this file is half-way through while reading
+        with _exclusive(opened, shared=True), open(self._path, "rb") as file:
             file.readline()  # the header, checked at open
             for number, line in enumerate(file, start=2):
                 if not line.strip():
@@ -264,6 +281,20 @@ class JSONLinesSink(Sink):
         file, self._file = self._file, None
         if file is not None:
             file.close()
+
+
+@contextlib.contextmanager
+def _exclusive(file: io.FileIO, *, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on ``file`` (where the platform has ``flock``): one writer at a
+    time across sinks and processes, and no reader in the middle of a write."""
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(file.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
 def _write_all(file: io.FileIO, data: bytes) -> None:

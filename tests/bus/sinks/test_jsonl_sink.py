@@ -7,6 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
@@ -195,3 +196,26 @@ async def test_blank_lines_are_skipped(tmp_path: Path) -> None:
 def test_an_empty_path_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="path is empty"):
         JSONLinesSink("")
+
+
+async def test_two_sinks_on_one_file_take_turns_and_never_glue_or_repeat_lines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    batch = messages(*(str(n) for n in range(6)))
+    async with JSONLinesSink(path) as first, JSONLinesSink(path) as second:
+        await first.write(batch[:2])
+        await second.write(batch[:4])  # it sees what the first appended: only 2 and 3 are new
+        with open(path, "ab") as crashed:  # noqa: ASYNC230 - a writer that died mid-line
+            crashed.write(b'{"type":"torn')
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.write, batch[3:])
+            tg.start_soon(second.write, batch[4:])
+        stored = await first.read()
+    assert sorted(context.message_id for _, context in stored) == sorted(
+        context.message_id for _, context in batch
+    )
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 1 + len(batch)  # the header, then each message once
+    assert all(line.endswith(b"}\n") for line in lines)
+    assert (tmp_path / "events.jsonl.torn-1").read_bytes() == b'{"type":"torn'
