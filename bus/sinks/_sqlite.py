@@ -17,6 +17,7 @@ from bus._events import Event, MessageContext
 from bus.sinks._base import OnError, Sink, _Serial
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COLUMNS = {"message_id", "type", "event", "context", "stored_at"}
 
 
 @final
@@ -114,6 +115,7 @@ class SQLiteSink(Sink):
                 "type TEXT NOT NULL, event TEXT NOT NULL, context TEXT NOT NULL, "
                 "stored_at REAL NOT NULL)"
             )
+            self._check_table(connection)
             # Takes the write lock once, so that a read-only database fails here, not later.
             connection.execute("BEGIN IMMEDIATE")
             connection.execute("ROLLBACK")
@@ -123,6 +125,18 @@ class SQLiteSink(Sink):
                 raise self._error(error) from error
             raise
         self._connection = connection
+
+    def _check_table(self, connection: sqlite3.Connection) -> None:
+        """Refuse a table of the same name that some other program made for something else."""
+        info = connection.execute(f"PRAGMA table_info({self._table})").fetchall()
+        columns = {row[1]: row[5] for row in info}  # name -> position in the primary key
+        if set(columns) != _COLUMNS or columns["message_id"] != 1:
+            msg = (
+                f"cannot open SQLite sink at {self._path!r}: table {self._table!r} exists with "
+                f"other columns ({', '.join(columns)}); it is not this sink's, and was not "
+                "changed. Give the sink another table= or database"
+            )
+            raise SinkError(msg)
 
     def _error(self, error: sqlite3.Error) -> SinkError:
         return SinkError(f"cannot open SQLite sink at {self._path!r}: {error}")

@@ -170,3 +170,21 @@ async def test_rows_stored_as_blobs_read_back_and_other_column_types_are_bad_row
 def test_report_bad_record_refuses_an_on_error_it_does_not_know() -> None:
     with pytest.raises(ValueError, match="on_error"):
         SQLiteSink.report_bad_record("ignore", SinkError("bad"))  # type: ignore[arg-type]
+
+
+async def test_a_table_of_that_name_made_for_something_else_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, title TEXT)")
+        db.execute("INSERT INTO events (title) VALUES ('launch')")
+    db.close()
+    sink = SQLiteSink(path)
+    with pytest.raises(SinkError, match="table 'events' exists with other columns"):
+        await sink.open()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT title FROM events").fetchall() == [("launch",)]
+    db.close()
+    async with SQLiteSink(path, table="bus_events") as other:  # another table is fine
+        await other.write(messages("a"))
