@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from trio.testing import MockClock
 
 from bus import BusClosedError, BusTerminal, Event, EventBus, MessageContext, MessageRegistry
 from bus.sinks import JSONLinesSink, OnError, Sink, SQLiteSink
@@ -211,3 +212,50 @@ async def test_cancelling_the_start_half_way_closes_the_sinks_already_opened(
     assert (opened.opened, opened.closed) == (1, 1)
     assert (hanging.opened, hanging.closed) == (1, 1)  # its open was cut short: closed anyway
     assert untouched.opened == 0
+
+
+class Hanging(Sink):
+    """A storage whose writes never return (a dead network peer): no thread, pure awaiting."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    @property
+    def name(self) -> str:
+        return "hanging:test"
+
+    async def open(self) -> None:
+        pass
+
+    async def write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
+        await anyio.sleep(math.inf)
+
+    async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
+        return []
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def mock_clock_trio() -> object:
+    return pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", mock_clock_trio()])
+async def test_sink_calls_into_a_write_that_never_returns_raise_bus_closed_within_the_timeout() -> None:
+    sink = Hanging()
+    ended: list[float] = []
+
+    async def call(bus: EventBus) -> None:
+        with pytest.raises(BusClosedError):
+            await bus.sink(Saved(1))
+        ended.append(anyio.current_time())
+
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as tg, BusTerminal(sinks=[sink], shutdown_timeout=0.5) as terminal:
+            tg.start_soon(call, terminal.bus)
+            await anyio.sleep(0.1)
+            left = anyio.current_time()
+    assert len(ended) == 1
+    assert ended[0] - left <= 0.5 + 2.0
+    assert sink.closed == 1
