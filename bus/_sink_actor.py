@@ -164,8 +164,8 @@ class SinkActor(Actor):
 
     async def _write_all(self) -> None:
         slot = self._slot
-        batches = slot.batches
-        while batches:
+        while slot.batches and not slot.closed:
+            batches = slot.batches
             batch = batches[0]
             if batch.sealed:
                 # written before and failed: take in what waits behind it, so that a split
