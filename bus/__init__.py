@@ -11,6 +11,7 @@ from bus._dependencies import ProviderSpec
 from bus._errors import (
     BusClosedError,
     BusError,
+    HandlerCancelledError,
     HandlerStoppedError,
     MailboxFullError,
     RegistrationError,
@@ -44,6 +45,7 @@ __all__ = (
     "DeadLetter",
     "Event",
     "EventBus",
+    "HandlerCancelledError",
     "HandlerPolicy",
     "HandlerRestarted",
     "HandlerSpec",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, final
+from threading import get_ident
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
 
-from actors import ActorStoppedError, MailboxFullError as ActorMailboxFullError
-from actors._errors import RequestDroppedError
+from actors import (
+    ActorStoppedError,
+    Mailbox,
+    MailboxFullError as ActorMailboxFullError,
+    RequestDroppedError,
+)
 from actors._mailbox import Request
 from bus._codec import JSON
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot, must_run_inline
@@ -27,13 +31,23 @@ if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
 
 
+E = TypeVar("E", bound=Event)
+
+
 @final
-class EventBus:
+class EventBus(Generic[E]):
     """Publish (awaited, in registration order), emit (fire-and-forget) and sink (durable) events.
 
     ``terminal.bus`` starts root messages; the bus a handler receives carries that handler's message
     context, so what it sends is causally linked (same ``correlation_id``, ``causation_id`` = the
     handled message's id). ``headers`` given to a call are added to the new message's context.
+
+    Generic in the events it carries, as Lihil's is (``EventBus[Any]``, ``EventBus[TodoEvent]``);
+    a handler parameter annotated ``EventBus`` or ``EventBus[...]`` receives the bus.
+
+    A bus belongs to the event loop its terminal runs in: every method called from another thread
+    or loop raises `BusError` saying what to use instead, except ``emit_nowait`` from a worker
+    thread of that loop (a sync handler's), which hops over to the loop.
     """
 
     __slots__ = ("_context", "_dispatcher")
@@ -55,11 +69,13 @@ class EventBus:
             return MessageContext.new(headers, message_id=message_id)
         return parent.caused(headers, message_id=message_id)
 
-    async def publish(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    async def publish(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
         completion before the next. The first handler exception is raised here as itself; later
         handlers do not get the event. No retries (that is ``emit``'s business)."""
         dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("publish")
         route = dispatcher.route(event)
         if not route.slots:
             if headers is not None:
@@ -105,11 +121,13 @@ class EventBus:
             finally:
                 waiter.waiting_on = None
 
-    async def emit(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    async def emit(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Queue ``event`` for each subscribed handler and return before they run. Awaits only for
         room in a full bounded mailbox (backpressure). Failures never reach the emitter: the handler's
         policy retries the message in place, then dead-letters it as a ``DeadLetter`` event."""
         dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("emit")
         route = dispatcher.route(event)
         if not route.slots:
             if headers is not None:
@@ -147,14 +165,14 @@ class EventBus:
                 dispatcher.done_one()
                 raise
 
-    def emit_nowait(self, event: Event, *, headers: Mapping[str, str] | None = None) -> None:
+    def emit_nowait(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """``emit`` without waiting: raises ``MailboxFullError`` (and queues nothing) when a
         subscribed handler's bounded mailbox is full under backpressure (or overflow ``fail``).
 
         Thread-safe from a sync (``def``) handler's worker thread: there it hops to the event loop
         and returns once the event is queued."""
         dispatcher = self._dispatcher
-        if threading.get_ident() != dispatcher.loop_thread:
+        if get_ident() != dispatcher.loop_thread:
             self._emit_from_thread(event, headers)
             return
         route = dispatcher.route(event)
@@ -177,11 +195,22 @@ class EventBus:
         for mailbox in mailboxes:
             mailbox.put_nowait(delivery)
 
-    def _emit_from_thread(self, event: Event, headers: Mapping[str, str] | None) -> None:
+    def _emit_from_thread(self, event: E, headers: Mapping[str, str] | None) -> None:
+        try:
+            token = anyio.lowlevel.current_token()
+        except Exception:  # noqa: BLE001 - no event loop runs in this thread: the expected case
+            token = None
+        if token is not None:
+            raise BusError(
+                "emit_nowait was called from another event loop than the bus's: a bus belongs "
+                "to the loop its BusTerminal runs in; hand the event over with "
+                "anyio.from_thread.run_sync(bus.emit_nowait, event) from a worker thread of "
+                "that loop, or run your code in it"
+            )
         try:
             anyio.from_thread.run_sync(functools.partial(self.emit_nowait, event, headers=headers))
         except RuntimeError as exc:
-            if "worker thread" not in str(exc):
+            if "worker thread" not in str(exc) and "event loop" not in str(exc):
                 raise
             raise BusError(
                 "emit_nowait was called from a thread the bus does not know: call it from the "
@@ -190,7 +219,7 @@ class EventBus:
 
     async def sink(
         self,
-        event: Event,
+        event: E,
         *,
         message_id: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -209,6 +238,8 @@ class EventBus:
         has no sink, ``BusClosedError`` when it is not running (or stopped before the event was
         stored: it may or may not be stored; call again with the same ``message_id``)."""
         dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("sink")
         dispatcher.route(event)
         sinks = dispatcher.sinks
         if not sinks:
@@ -232,7 +263,7 @@ class EventBus:
 
     async def sink_many(
         self,
-        events: Iterable[Event],
+        events: Iterable[E],
         *,
         message_ids: Sequence[str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -245,6 +276,8 @@ class EventBus:
         event. If the storage refuses some of them on their own, the others are stored and the
         first refused one's error is raised."""
         dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("sink_many")
         if dispatcher.closed:
             raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
         sinks = dispatcher.sinks
@@ -295,8 +328,35 @@ async def _ask(slot: HandlerSlot, request: Request) -> None:
     try:
         await request.reply
     except ActorStoppedError as exc:
-        if not mailbox.closed:
-            raise
-        raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+        if exc is slot.last_error:
+            raise  # the handler's own exception, raised as itself
+        if mailbox.closed:
+            raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
+        raise HandlerStoppedError(
+            f"handler {slot.name!r} was stopped while it processed the event"
+        ) from exc
     except RequestDroppedError as exc:
         raise MailboxFullError(str(exc)) from None
+    except BaseException:
+        # the caller gave up (cancelled, timed out): a request still queued is withdrawn, so it
+        # never runs after its caller was told it failed; one already running completes
+        _withdraw(mailbox, request)
+        raise
+
+
+def _withdraw(mailbox: Mailbox, request: Request) -> None:
+    queue = mailbox.queue
+    for index, item in enumerate(queue):
+        if item is request:
+            del queue[index]
+            mailbox.took_one()  # a sender waiting for room may have it now
+            return
+
+
+def _foreign_thread(method: str) -> BusError:
+    return BusError(
+        f"bus.{method} was called from a thread that is not the bus's event loop: a bus belongs "
+        "to the loop its BusTerminal runs in. From a sync handler or another worker thread of "
+        f"that loop use anyio.from_thread.run(bus.{method}, event) (or bus.emit_nowait(event)); "
+        "from another thread or event loop, hand the event to the bus's loop yourself"
+    )

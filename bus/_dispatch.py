@@ -3,20 +3,29 @@ runtime's dead letters into ``DeadLetter`` events."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import attrs
 
 from actors import ActorRef, DeadLetter as RuntimeDeadLetter, DeadLetterReason, Mailbox, Overflow
 from actors._waiting import FutureFactory, OneShot
 from bus._dependencies import ProviderSpec
 from bus._errors import BusClosedError
-from bus._events import DeadLetter, Event, SupervisorGaveUp, describe_error
+from bus._events import (
+    NOTICE_EVENTS,
+    DeadLetter,
+    Event,
+    MessageContext,
+    SupervisorGaveUp,
+    describe_error,
+)
 from bus._handlers import RegisteredHandler
+from bus._log import logger, notices_logger
+from bus._restarts import CrashLoop
 from bus._sink_actor import SinkSlot
 
 if TYPE_CHECKING:
@@ -53,6 +62,14 @@ class HandlerSlot:
     last_error: BaseException | None = None
     #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
     held: int = 0
+    #: crashes in a row without progress, and the restart backoff they lead to
+    crash_loop: CrashLoop = attrs.Factory(
+        lambda self: CrashLoop(self.registered.policy), takes_self=True
+    )
+    #: why the handler stopped for good (its crash loop), once it did
+    stop_reason: str | None = None
+    #: the last crash happened on a notice (it is then not announced with another notice)
+    crashed_on_notice: bool = False
 
     @property
     def name(self) -> str:
@@ -127,6 +144,7 @@ class Dispatcher:
         event_bases: tuple[type[Event], ...],
         sinks: tuple[Sink, ...],
         new_future: FutureFactory,
+        sync_limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.slots = tuple(HandlerSlot(h) for h in handlers)
         self._slots_by_name = {slot.name: slot for slot in self.slots}
@@ -136,8 +154,11 @@ class Dispatcher:
         self.event_bases = event_bases
         self.sinks = tuple(SinkSlot(sink, f"sink-{i}-{sink.name}") for i, sink in enumerate(sinks))
         self.new_future = new_future
+        #: the worker threads of sync handlers: their own pool, so the bus's own thread work
+        #: (sinks) never waits behind busy handlers
+        self.sync_limiter = sync_limiter or anyio.CapacityLimiter(40)
         self.closed = True
-        self.bus: EventBus | None = None
+        self.bus: EventBus[Event] | None = None
         self._routes: dict[type, Route] = {}
         self.drain_waiters: list[OneShot] = []
         self.pending = 0
@@ -169,7 +190,13 @@ class Dispatcher:
             )
         # issubclass walks the MRO, so handlers of a base class get subclasses defined after
         # registration; a handler subscribed through several bases is still listed once
-        route = Route(tuple(s for s in self.slots if s.registered.spec.accepts(event_type)))
+        if issubclass(event_type, NOTICE_EVENTS):
+            # the bus's notices go only to handlers subscribed to a notice class itself, never
+            # to a catch-all: one failing catch-all would otherwise crash on its own notices
+            slots = tuple(s for s in self.slots if _subscribes_to_notice(s, event_type))
+        else:
+            slots = tuple(s for s in self.slots if s.registered.spec.accepts(event_type))
+        route = Route(slots)
         self._routes[event_type] = route
         return route
 
@@ -202,12 +229,48 @@ class Dispatcher:
 
     def on_give_up(self, supervisor: str, error: BaseException) -> None:
         """A supervisor in the terminal's tree gave up: tell subscribers with ``SupervisorGaveUp``."""
-        if self.bus is None or self.closed:
-            return
         cause = error.__cause__
         text = describe_error(error) + (f" (last error: {describe_error(cause)})" if cause else "")
-        with contextlib.suppress(Exception):  # a full mailbox loses the notice, never the supervisor
-            self.bus.emit_nowait(SupervisorGaveUp(supervisor, text))
+        logger.error("supervisor %s gave up: %s", supervisor, text, extra={"supervisor": supervisor})
+        if self.closed:
+            return
+        self.notify(SupervisorGaveUp(supervisor, text))
+
+    def notify(self, notice: Event, about: str | None = None) -> None:
+        """Queue one of the bus's notices for every handler subscribed to its class, except the
+        handler named ``about`` (a handler never hears about itself).
+
+        Notices are never refused by a bound: they are queued even past a mailbox's capacity, so
+        one subscriber with a small mailbox costs no other subscriber its notice. One that cannot
+        be delivered at all (the bus is closed, the subscriber is stopped) is logged.
+        """
+        if self.closed:
+            notices_logger.warning(
+                "notice %r not delivered: the bus is closed", notice, extra={"handler": about}
+            )
+            return
+        delivery = (notice, MessageContext.new())
+        self.emitted += 1
+        queued = 0
+        for slot in self.route(notice).slots:
+            if slot.name == about:
+                continue
+            mailbox = slot.mailbox
+            assert mailbox is not None
+            if mailbox.closed:
+                notices_logger.warning(
+                    "notice %r not delivered to handler %s: it is stopped",
+                    notice,
+                    slot.name,
+                    extra={"handler": slot.name},
+                )
+                continue
+            self.pending += 1
+            queued += 1
+            mailbox.queue.append(delivery)
+            mailbox.wake()
+        if not queued:
+            self.unrouted += 1
 
     # -- dead letters -----------------------------------------------------------------------------
 
@@ -223,13 +286,31 @@ class Dispatcher:
                 self.done_one()
             event, context = message
             self.dead_letters += 1
-            if isinstance(event, DeadLetter) or self.bus is None or self.closed:
-                return  # a dead letter about a dead letter would loop
             error = describe_error(letter.error) if letter.error is not None else ""
-            notice = DeadLetter(
-                letter.recipient, event, context, error, letter.attempts, _REASONS[letter.reason]
-            )
-            try:
-                self.bus.emit_nowait(notice)
-            except Exception:  # noqa: BLE001 - full mailboxes: counted above, never raised at a sender
+            reason = _REASONS[letter.reason]
+            if isinstance(event, NOTICE_EVENTS) or self.closed:
+                # a dead letter about a notice would loop: it is only logged
+                notices_logger.warning(
+                    "%s: %r to handler %s dead-lettered (%s) %s",
+                    reason,
+                    event,
+                    letter.recipient,
+                    error,
+                    "" if not self.closed else "after the bus closed",
+                    extra={
+                        "handler": letter.recipient,
+                        "message_id": context.message_id,
+                        "attempt": letter.attempts,
+                    },
+                )
                 return
+            notice = DeadLetter(letter.recipient, event, context, error, letter.attempts, reason)
+            self.notify(notice, about=letter.recipient)
+
+
+def _subscribes_to_notice(slot: HandlerSlot, notice_type: type) -> bool:
+    """Whether ``slot`` subscribes to ``notice_type`` through a notice class (not a base of all)."""
+    return any(
+        issubclass(notice_type, sub) and issubclass(sub, NOTICE_EVENTS)
+        for sub in slot.registered.spec.subscriptions
+    )

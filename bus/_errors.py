@@ -52,3 +52,10 @@ class SinkError(BusError):
     """Raised when a sink cannot be used: its storage cannot be opened or created (an unwritable
     or missing directory, a path that is a directory, a database that cannot switch to WAL), or
     it is written to or read from while not open. The message names the sink's path."""
+
+
+class HandlerCancelledError(BusError):
+    """A handler let a ``CancelledError`` escape that was not a cancellation of the handler itself
+    (typically it awaited a future that another task cancelled). The bus treats it as an ordinary
+    crash of that handler: ``publish`` raises this error with the ``CancelledError`` as its
+    ``__cause__``, an emitted message is retried and dead-lettered, and nothing else is affected."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import functools
+import inspect
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -13,7 +14,10 @@ from actors import Actor
 from bus._bus import EventBus
 from bus._dependencies import open_dependencies
 from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
-from bus._events import Event, HandlerRestarted, MessageContext, describe_error
+from bus._errors import HandlerCancelledError
+from bus._events import NOTICE_EVENTS, Event, HandlerRestarted, MessageContext, describe_error
+from bus._handlers import code_target
+from bus._log import handlers_logger
 
 
 class HandlerActor(Actor):
@@ -45,41 +49,92 @@ class HandlerActor(Actor):
         self._stack = (
             AsyncExitStack() if any(p.kind == "dependency" for p in spec.params) else None
         )
-        # the common shapes skip building kwargs: (event) or (event, ctx), async
+        # the common shapes skip building kwargs: (event) or (event, ctx), an `async def` itself
+        # (not a wrapper whose result must be checked for an awaitable)
         self._with_context = spec.takes_context
-        self._plain = spec.is_async and len(spec.params) == int(self._with_context)
+        self._plain = (
+            spec.is_async
+            and inspect.iscoroutinefunction(code_target(spec.func))
+            and len(spec.params) == int(self._with_context)
+        )
         self._needs_bus = any(p.kind == "bus" for p in spec.params)
 
     async def on_start(self) -> None:
+        slot = self._slot
+        loop = slot.crash_loop
+        incarnation = self.context.incarnation
+        if loop.exhausted:
+            self._give_up()
+            return
         if self._stack is not None:
-            bus = EventBus(self._dispatcher)
+            bus: EventBus[Event] = EventBus(self._dispatcher)
             try:
                 self._deps = await open_dependencies(
                     self._spec, self._dispatcher.providers, self._stack, bus
                 )
-            except BaseException:
+            except BaseException as exc:
+                slot.last_error = exc
                 await self._stack.aclose()
                 raise
-        self._slot.actor = self
+        loop.started()
+        slot.actor = self
         # this task executes this handler: publishes from it consult the wait-for graph
         CURRENT_CHAIN.set(self._own_chain)
-        incarnation = self.context.incarnation
-        if incarnation > 1 and self._dispatcher.bus is not None:
-            error = self._slot.last_error
-            notice = HandlerRestarted(
-                self._slot.name, incarnation - 1, describe_error(error) if error else ""
-            )
-            # a notice must never fail a restart (a full mailbox just loses the notice)
-            with contextlib.suppress(Exception):
-                self._dispatcher.bus.emit_nowait(notice)
+        if incarnation > 1:
+            self._announce_restart(incarnation - 1)
         # deliveries dead-lettered by the crash that led here count for drain() until now
-        self._dispatcher.release(self._slot)
+        self._dispatcher.release(slot)
+
+    def _announce_restart(self, restarts: int) -> None:
+        slot = self._slot
+        error = slot.last_error
+        text = describe_error(error) if error else ""
+        handlers_logger.info(
+            "handler %s restarted (restart %d) after: %s",
+            slot.name,
+            restarts,
+            text,
+            extra={"handler": slot.name, "restarts": restarts},
+        )
+        if slot.crashed_on_notice:
+            # a crash on a notice is not announced with another notice: two handlers failing on
+            # each other's notices would feed each other for ever
+            slot.crashed_on_notice = False
+            return
+        self._dispatcher.notify(HandlerRestarted(slot.name, restarts, text), about=slot.name)
+
+    def _give_up(self) -> None:
+        """Too many crashes in a row without progress: end this incarnation normally (the handler's
+        child is transient, so it is not restarted); the watcher announces ``HandlerStopped``."""
+        slot = self._slot
+        policy = slot.registered.policy
+        error = slot.last_error
+        reason = (
+            f"crash loop: {slot.crash_loop.streak} crashes in a row without handling a message "
+            f"(max_restarts={policy.max_restarts})"
+            + (f"; last error: {describe_error(error)}" if error else "")
+        )
+        slot.stop_reason = reason
+        handlers_logger.error(
+            "handler %s stopped for good: %s",
+            slot.name,
+            reason,
+            extra={"handler": slot.name},
+        )
+        self.context.stop()
 
     async def on_stop(self) -> None:
         if self._slot.actor is self:
             self._slot.actor = None
         if self._stack is not None:
-            await self._stack.aclose()
+            try:
+                await self._stack.aclose()
+            except Exception:
+                handlers_logger.exception(
+                    "handler %s: a dependency's teardown failed",
+                    self._slot.name,
+                    extra={"handler": self._slot.name},
+                )
 
     async def receive(self, message: Any) -> Any:
         if len(message) == 2:  # emitted: count it done once processed, for drain()
@@ -94,8 +149,12 @@ class HandlerActor(Actor):
                     else:
                         await self._func(event)
                 except Exception as exc:
-                    self._slot.last_error = exc
+                    self._failed(exc, event)
                     raise
+                except asyncio.CancelledError as exc:
+                    if not _foreign(exc):
+                        raise
+                    raise self._cancelled(event) from exc
             else:
                 await self.handle(event, context)
             dispatcher = self._dispatcher
@@ -114,16 +173,74 @@ class HandlerActor(Actor):
                 else:
                     await self._func(event)
                 return
-            bus = EventBus(self._dispatcher, context) if self._needs_bus else None
+            bus: EventBus[Event] | None = (
+                EventBus(self._dispatcher, context) if self._needs_bus else None
+            )
             args, kwargs = self._spec.arguments(event, context, bus, self._deps)
             if self._spec.is_async:
-                await self._func(*args, **kwargs)
+                result = self._func(*args, **kwargs)
             else:
                 # a thread cannot be interrupted: when the actor is killed the thread is
                 # abandoned (it runs to completion in the background, its result ignored)
-                await anyio.to_thread.run_sync(
-                    functools.partial(self._func, *args, **kwargs), abandon_on_cancel=True
-                )
+                try:
+                    (result,) = await anyio.to_thread.run_sync(
+                        functools.partial(_call_boxed, self._func, args, kwargs),
+                        abandon_on_cancel=True,
+                        limiter=self._dispatcher.sync_limiter,
+                    )
+                except anyio.get_cancelled_exc_class():
+                    handlers_logger.warning(
+                        "handler %s was cancelled while its sync code ran: its worker thread is "
+                        "abandoned and runs to completion in the background",
+                        self._slot.name,
+                        extra={
+                            "handler": self._slot.name,
+                            "message_id": context.message_id,
+                            "attempt": context.attempt,
+                        },
+                    )
+                    raise
+            if inspect.isawaitable(result):
+                # a wrapper (a plain `def` decorator around an `async def`) returned the awaitable
+                await result
         except Exception as exc:
-            self._slot.last_error = exc
+            self._failed(exc, event)
             raise
+        except asyncio.CancelledError as exc:
+            if not _foreign(exc):
+                raise
+            raise self._cancelled(event) from exc
+
+    def _failed(self, exc: BaseException, event: Event) -> None:
+        slot = self._slot
+        slot.last_error = exc
+        slot.crashed_on_notice = isinstance(event, NOTICE_EVENTS)
+
+    def _cancelled(self, event: Event) -> HandlerCancelledError:
+        """A ``CancelledError`` that did not cancel this actor left the handler: an ordinary crash
+        of this one handler (the error's ``__cause__`` is the ``CancelledError``)."""
+        error = HandlerCancelledError(
+            f"handler {self._slot.name!r} let a CancelledError escape that was not a cancellation "
+            "of the handler itself (it awaited something that another task cancelled): treated "
+            "as a crash"
+        )
+        self._failed(error, event)
+        return error
+
+
+def _foreign(exc: asyncio.CancelledError) -> bool:
+    """Whether an asyncio ``CancelledError`` did not come from a cancellation of this task."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return True  # not on asyncio (trio): nothing of ours raises asyncio's CancelledError
+    # a cancel scope around us (kill, shutdown, a publisher's timeout inline) cancels the task,
+    # which counts it in cancelling() until it is uncancelled
+    return task is None or task.cancelling() == 0
+
+
+def _call_boxed(
+    func: Any, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[object]:
+    # boxed: trio refuses a coroutine returned from a worker thread, and this one is awaited
+    return (func(*args, **kwargs),)

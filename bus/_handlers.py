@@ -207,7 +207,8 @@ def injected_param(
 
     annotation = unwrap_annotated(hints[parameter.name])
     kind: ParamKind
-    if annotation is EventBus:
+    if annotation is EventBus or get_origin(annotation) is EventBus:  # EventBus[E] too
+        annotation = EventBus
         kind = "bus"
     elif annotation is MessageContext:
         kind = "context"
@@ -240,7 +241,7 @@ def _check_context_annotation(
 
     short = name.rsplit(".", 1)[-1]
     keyword = "async def" if is_async else "def"
-    if annotation is EventBus:
+    if annotation is EventBus or get_origin(annotation) is EventBus:
         what, example = "the bus", f"`{keyword} {short}(event, ctx, bus: EventBus)`"
     else:
         what = "dependencies"
@@ -356,8 +357,17 @@ def code_target(func: Callable[..., object]) -> Callable[..., object]:
 
 
 def is_async_callable(func: Callable[..., object]) -> bool:
-    """Whether calling ``func`` returns a coroutine (``async def``, also behind a partial)."""
-    return inspect.iscoroutinefunction(code_target(func))
+    """Whether calling ``func`` returns a coroutine: an ``async def``, also behind partials, as a
+    callable object's ``__call__``, or wrapped by ``functools.wraps`` decorators (``__wrapped__``
+    is followed), so that a plain ``def`` wrapper around an ``async def`` runs in the event loop."""
+    target = code_target(func)
+    if inspect.iscoroutinefunction(target):
+        return True
+    try:
+        unwrapped = inspect.unwrap(target)
+    except ValueError:  # a __wrapped__ cycle
+        return False
+    return unwrapped is not target and inspect.iscoroutinefunction(code_target(unwrapped))
 
 
 def signature_of(func: Callable[..., object], label: str) -> inspect.Signature:

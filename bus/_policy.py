@@ -1,4 +1,4 @@
-"""Per-handler policy: retries and backoff, mailbox bounds, restart intensity, shutdown."""
+"""Per-handler policy: retries and backoff, mailbox bounds, restart backoff and limit, shutdown."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ oldest queued message, or raise at the sender."""
 
 OVERFLOW_POLICIES: Final[tuple[str, ...]] = get_args(Overflow)
 
+#: the shortest pause between two restarts of a handler's actor, in seconds
+MIN_RESTART_BACKOFF: Final = 0.01
+
 
 class PolicyOptions(TypedDict, total=False):
     """The keyword arguments ``MessageRegistry.register`` accepts, one per `HandlerPolicy` field."""
@@ -25,6 +28,10 @@ class PolicyOptions(TypedDict, total=False):
     overflow: Overflow
     max_restarts: int
     restart_period: float
+    restart_backoff: float
+    restart_backoff_factor: float
+    restart_backoff_max: float
+    restart_jitter: float
     shutdown_timeout: float
 
 
@@ -43,9 +50,19 @@ class HandlerPolicy:
     - ``mailbox_capacity=10_000``: messages the mailbox holds; ``None`` means unbounded.
     - ``overflow="backpressure"``: a full mailbox makes ``emit`` wait for room; ``"drop_new"`` and
       ``"drop_oldest"`` drop a message (it becomes a dead letter); ``"fail"`` raises at the sender.
-    - ``max_restarts=10`` within ``restart_period=5.0`` seconds: more crashes than that and the
-      handler's supervisor gives up on it (escalation). It must be at least ``retries + 1``, so that
-      one poison message, which crashes the actor on every attempt, cannot exhaust it alone.
+    - ``max_restarts=20``: the handler is stopped for good (a ``HandlerStopped`` notice) only on a
+      true crash loop, when its actor crashed (or failed to start) more than ``max_restarts`` times
+      in a row without making progress. Progress is a message handled successfully, or an
+      incarnation that ran ``restart_period=5.0`` seconds without crashing. A poison message costs
+      ``retries + 1`` crashes in a row at most, so ``max_restarts`` must be at least
+      ``retries + 1``: poison messages interleaved with good ones never stop a handler, and with
+      the defaults five poison messages in a row do not either.
+    - ``restart_backoff=0.01``, ``restart_backoff_factor=2.0``, ``restart_backoff_max=2.0``,
+      ``restart_jitter=0.2``: a crashed actor is restarted after ``restart_backoff`` seconds, and
+      each further crash without progress doubles that, capped at ``restart_backoff_max``, each
+      delay stretched by a random 0-20 %. Progress resets it to ``restart_backoff``. The minimum is
+      0.01 s. With the defaults a handler whose dependency is down keeps trying for about 26 s
+      (20 restarts) before it stops for good (see `restart_delay`).
     - ``shutdown_timeout=5.0``: seconds the actor gets to finish its queued messages when the
       terminal stops, after which it is cancelled (``math.inf`` waits for ever).
 
@@ -59,8 +76,12 @@ class HandlerPolicy:
     retry_backoff_max: float = 5.0
     mailbox_capacity: int | None = 10_000
     overflow: Overflow = "backpressure"
-    max_restarts: int = 10
+    max_restarts: int = 20
     restart_period: float = 5.0
+    restart_backoff: float = 0.01
+    restart_backoff_factor: float = 2.0
+    restart_backoff_max: float = 2.0
+    restart_jitter: float = 0.2
     shutdown_timeout: float = 5.0
 
     def __attrs_post_init__(self) -> None:
@@ -92,7 +113,39 @@ class HandlerPolicy:
             )
             raise ValueError(msg)
         _check_float("restart_period", self.restart_period, positive=True, finite=True)
+        _check_float("restart_backoff", self.restart_backoff, positive=True, finite=True)
+        if self.restart_backoff < MIN_RESTART_BACKOFF:
+            # a crash loop without a pause would burn a core and flood the notices
+            msg = f"restart_backoff must be >= {MIN_RESTART_BACKOFF} s, got {self.restart_backoff!r}"
+            raise ValueError(msg)
+        _check_float(
+            "restart_backoff_factor", self.restart_backoff_factor, positive=True, finite=True
+        )
+        if self.restart_backoff_factor < 1:
+            msg = f"restart_backoff_factor must be >= 1, got {self.restart_backoff_factor!r}"
+            raise ValueError(msg)
+        _check_float("restart_backoff_max", self.restart_backoff_max, positive=True, finite=True)
+        if self.restart_backoff_max < self.restart_backoff:
+            msg = (
+                f"restart_backoff_max ({self.restart_backoff_max!r}) must be >= restart_backoff "
+                f"({self.restart_backoff!r})"
+            )
+            raise ValueError(msg)
+        _check_float("restart_jitter", self.restart_jitter, positive=False, finite=True)
         _check_float("shutdown_timeout", self.shutdown_timeout, positive=False)
+
+    def restart_delay(self, streak: int) -> float:
+        """Seconds before restarting after crash number ``streak`` (1-based) of a run of crashes
+        without progress, before jitter: ``restart_backoff * restart_backoff_factor ** (streak - 1)``
+        capped at ``restart_backoff_max``."""
+        if isinstance(streak, bool) or not isinstance(streak, int) or streak < 1:
+            msg = f"streak must be an int >= 1, got {streak!r}"
+            raise ValueError(msg)
+        try:
+            delay = self.restart_backoff * self.restart_backoff_factor ** (streak - 1)
+        except OverflowError:
+            return float(self.restart_backoff_max)
+        return float(min(delay, self.restart_backoff_max))
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait before delivery number ``attempt`` (1-based) of a message.

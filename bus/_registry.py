@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, Unpack, overload
+from typing import Any, Generic, TypeVar, Unpack, overload
 
 from bus._dependencies import ProviderSpec, parse_provider
 from bus._errors import RegistrationError
@@ -15,9 +15,10 @@ from bus._policy import HandlerPolicy, PolicyOptions, policy_fields
 
 F = TypeVar("F", bound=Callable[..., object])
 P = TypeVar("P", bound=Callable[..., object])
+E = TypeVar("E", bound=Event)
 
 
-class MessageRegistry:
+class MessageRegistry(Generic[E]):
     """Collects event handlers, each with its `HandlerPolicy`, and dependency providers.
 
     Everything that can be checked when a handler or provider is registered is checked then, and
@@ -28,7 +29,16 @@ class MessageRegistry:
     A running `BusTerminal` built from a registry has already read its handlers and providers, so
     while one uses it, `register` and `factory` raise `RegistrationError` rather than register
     something that would silently never run.
+
+    It is generic in its event base, as Lihil's is: ``MessageRegistry[Event]`` in annotations;
+    ``MessageRegistry(event_base=TodoEvent)`` is a ``MessageRegistry[TodoEvent]``.
     """
+
+    @overload
+    def __init__(self: MessageRegistry[Event]) -> None: ...
+
+    @overload
+    def __init__(self, event_base: type[E]) -> None: ...
 
     def __init__(self, event_base: type[Event] = Event) -> None:
         """A registry whose handlers subscribe to subclasses of ``event_base``."""
@@ -41,9 +51,9 @@ class MessageRegistry:
         self._in_use = 0
 
     @property
-    def event_base(self) -> type[Event]:
+    def event_base(self) -> type[E]:
         """The class every subscription must derive from."""
-        return self._event_base
+        return self._event_base  # type: ignore[return-value]
 
     @property
     def handlers(self) -> tuple[RegisteredHandler, ...]:
@@ -167,7 +177,7 @@ class MessageRegistry:
 
 
 def merge_registries(
-    *registries: MessageRegistry,
+    *registries: MessageRegistry[Any],
 ) -> tuple[tuple[RegisteredHandler, ...], dict[type, ProviderSpec]]:
     """The handlers (in registry, then registration order) and providers of several registries.
 
@@ -176,7 +186,7 @@ def merge_registries(
     """
     handlers: dict[str, RegisteredHandler] = {}
     providers: dict[type, ProviderSpec] = {}
-    seen: list[MessageRegistry] = []
+    seen: list[MessageRegistry[Any]] = []
     for registry in registries:
         if not isinstance(registry, MessageRegistry):
             msg = f"expected a MessageRegistry, got {registry!r}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import anyio
 import attrs
@@ -20,6 +20,7 @@ from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
 from bus._handler_actor import HandlerActor
 from bus._registry import MessageRegistry, merge_registries
+from bus._restarts import HandlerBackoff
 from bus._sink_actor import SinkActor
 from bus.sinks._base import Sink
 from supervisor import (
@@ -29,11 +30,14 @@ from supervisor import (
     ChildSpec,
     ChildStartError,
     Intensity,
+    Restart,
     Supervisor,
     SupervisorSpec,
     TreeSnapshot,
     open_supervisor,
 )
+
+E = TypeVar("E", bound=Event)
 
 #: restart backoff of a failing sink: quick first retry, capped, reset after a quiet minute
 SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60.0)
@@ -51,31 +55,37 @@ class BusStatistics:
     sunk: int
 
 
-class BusTerminal:
+class BusTerminal(Generic[E]):
     """Runs the bus: one supervised actor per handler, sink actors, and your own children.
 
     The tree::
 
         bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
-        ├─ handlers (one_for_one, per-handler restart intensity from each handler's policy)
+        ├─ handlers (one_for_one; each handler restarts with backoff, stops on a crash loop)
         └─ your children (``children=[ChildSpec(...)]``)
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
     in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
     sink) are raised from ``__aenter__`` as themselves.
+
+    Generic in the event base of its registries, as Lihil's is (``BusTerminal[TodoEvent]``).
+    ``sync_handler_threads`` (default 40) bounds how many sync (``def``) handlers run at once, each
+    in a worker thread of the terminal's own pool, apart from the threads the bus's own I/O (sinks)
+    uses, so busy sync handlers never starve it.
     """
 
     def __init__(
         self,
-        *registries: MessageRegistry,
+        *registries: MessageRegistry[E],
         sinks: Iterable[Sink] = (),
         children: Sequence[ChildSpec] = (),
         shutdown_timeout: float = 10.0,
         name: str = "bus",
+        sync_handler_threads: int = 40,
     ) -> None:
         if not registries:
-            registries = (MessageRegistry(),)
+            registries = (MessageRegistry(),)  # type: ignore[assignment]
         for registry in registries:
             if not isinstance(registry, MessageRegistry):
                 raise TypeError(f"BusTerminal takes MessageRegistry instances, got {registry!r}")
@@ -88,9 +98,14 @@ class BusTerminal:
         if not shutdown_timeout >= 0:
             raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
         self._shutdown_timeout = shutdown_timeout
+        if isinstance(sync_handler_threads, bool) or not isinstance(sync_handler_threads, int):
+            raise TypeError(f"sync_handler_threads must be an int, got {sync_handler_threads!r}")
+        if sync_handler_threads < 1:
+            raise ValueError(f"sync_handler_threads must be >= 1, got {sync_handler_threads!r}")
+        self._sync_handler_threads = sync_handler_threads
         self._name = name
         self._dispatcher: Dispatcher | None = None
-        self._bus: EventBus | None = None
+        self._bus: EventBus[E] | None = None
         self._root: Supervisor | None = None
         self._last_root: Supervisor | None = None
         self._stack: AsyncExitStack | None = None
@@ -98,7 +113,17 @@ class BusTerminal:
     # -- the running terminal ---------------------------------------------------------------------
 
     @property
-    def bus(self) -> EventBus:
+    def running(self) -> bool:
+        """True between a successful ``__aenter__`` and the start of ``__aexit__``."""
+        return self._bus is not None
+
+    @property
+    def has_run(self) -> bool:
+        """True once the terminal has been started (whether or not it still runs)."""
+        return self._last_root is not None
+
+    @property
+    def bus(self) -> EventBus[E]:
         """The root ``EventBus`` handle (its messages start new conversations)."""
         if self._bus is None:
             raise BusClosedError("the terminal is not running: use `async with BusTerminal(...)`")
@@ -141,7 +166,7 @@ class BusTerminal:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> BusTerminal:
+    async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise BusError("this BusTerminal is already running")
         handlers, providers = merge_registries(*self._registries)
@@ -150,9 +175,16 @@ class BusTerminal:
         bases: tuple[type[Event], ...] = tuple(
             dict.fromkeys((*(r.event_base for r in self._registries), *NOTICE_EVENTS))
         )
-        dispatcher = Dispatcher(handlers, providers, bases, self._sinks, current_future_factory())
-        bus = EventBus(dispatcher)
-        dispatcher.bus = bus
+        dispatcher = Dispatcher(
+            handlers,
+            providers,
+            bases,
+            self._sinks,
+            current_future_factory(),
+            anyio.CapacityLimiter(self._sync_handler_threads),
+        )
+        bus: EventBus[E] = EventBus(dispatcher)
+        dispatcher.bus = bus  # type: ignore[assignment]
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -258,10 +290,19 @@ class BusTerminal:
                 ChildSpec(
                     slot.name,
                     _factory(HandlerActor, slot, dispatcher),
+                    # transient: a handler that stops itself after a crash loop stays stopped
+                    restart=Restart.TRANSIENT,
                     shutdown=policy.shutdown_timeout,
                     mailbox=MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
                     redelivery=Redelivery(policy.retries, policy.retry_delay),
-                    intensity=Intensity(policy.max_restarts, policy.restart_period),
+                    backoff=HandlerBackoff(
+                        min=policy.restart_backoff,
+                        max=policy.restart_backoff_max,
+                        factor=policy.restart_backoff_factor,
+                        jitter=policy.restart_jitter,
+                        loop=slot.crash_loop,
+                        processed=_processed_count(slot),
+                    ),
                 )
             )
         return specs
@@ -275,13 +316,15 @@ class BusTerminal:
     def _handler_stopped(self, dispatcher: Dispatcher, slot: HandlerSlot) -> Any:
         def notify(notice: Terminated) -> None:
             dispatcher.release(slot)  # no restart will follow: drain() must not wait for one
-            if notice.error is None or dispatcher.closed or dispatcher.bus is None:
+            if dispatcher.closed:
                 return
-            reason = f"gave up after too many restarts: {describe_error(notice.error)}"
-            try:
-                dispatcher.bus.emit_nowait(HandlerStopped(slot.name, reason))
-            except Exception:  # noqa: BLE001 - a notice must never break the supervisor
+            if slot.stop_reason is not None:
+                reason = slot.stop_reason
+            elif notice.error is not None:
+                reason = f"gave up after too many restarts: {describe_error(notice.error)}"
+            else:
                 return
+            dispatcher.notify(HandlerStopped(slot.name, reason), about=slot.name)
 
         return notify
 
@@ -298,6 +341,13 @@ async def _close_sink(sink: Sink) -> None:
     """Close ``sink`` whatever happens around: a cancelled exit must not leak a file or connection."""
     with anyio.CancelScope(shield=True):
         await sink.close()
+
+
+def _processed_count(slot: HandlerSlot) -> Callable[[], int]:
+    def processed() -> int:
+        return 0 if slot.ref is None else slot.ref.statistics().processed
+
+    return processed
 
 
 def _factory(cls: Any, slot: HandlerSlot, dispatcher: Dispatcher) -> Any:

@@ -185,8 +185,11 @@ async def test_retries_with_the_default_backoff_nothing_lost() -> None:
     assert [a for n, a in seen if n == 7] == [1, 2, 3, 4]
     assert [letter.event for letter in letters] == [Numbered(7)]
     assert letters[0].attempts == 4
-    # 4 single retries of 0.1 s, and 0.1 + 0.2 + 0.4 for message 7
-    assert elapsed == pytest.approx(4 * 0.1 + 0.7, abs=0.05)
+    # 4 single retries of 0.1 s, and 0.1 + 0.2 + 0.4 for message 7; plus the restart backoff
+    # (0.01 s doubling while crashes follow each other without progress, up to 20 % jitter):
+    # 4 x 0.01 for the single crashes, 0.01 + 0.02 + 0.04 + 0.08 for message 7
+    retries, restarts = 4 * 0.1 + 0.7, 4 * 0.01 + 0.15
+    assert retries + restarts - 0.01 <= elapsed <= retries + restarts * 1.2 + 0.05
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,13 @@
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 import anyio
 import pytest
-from lihil import Empty, Lihil, LocalClient, Route, status
+from lihil import Empty, Lihil, LocalClient, Param, Route, status
 
-from bus import BusTerminal, Event, MessageRegistry
+from bus import BusClosedError, BusTerminal, Event, MessageRegistry
 from bus._bus import EventBus
 from bus.lihil import BusPlugin, PEventBus
 
@@ -209,23 +209,99 @@ async def test_a_failing_handler_gives_a_500_and_its_error_reaches_the_server() 
     assert [type(error) for error in errors] == [TodoRejectedError]
 
 
-async def test_a_request_while_the_terminal_is_stopped_fails_loudly() -> None:
+async def test_a_request_while_a_lifespan_terminal_is_not_running_fails_naming_the_lifespan_line() -> None:
     received, listen_create = recorder()
     terminal = make_terminal(listen_create)
-    bus_route = Route("/bus", plugins=[BusPlugin(terminal)])
+    bus_plugin = BusPlugin(terminal)
+    bus_route = Route("/bus", plugins=[bus_plugin])
 
     @bus_route.post
     async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
         await bus.publish(TodoCreated(name, content))
 
-    app = Lihil(bus_route)  # no lifespan: nobody starts the terminal
-    errors: list[Exception] = []
+    app = Lihil(bus_route, lifespan=bus_plugin.lifespan)  # the one line
     async with serving(app):
-        response = await LocalClient().request(catching(app, errors), "POST", "/bus", query_params=TODO)
-
+        response = await LocalClient().request(app, "POST", "/bus", query_params=TODO)
+        assert response.status_code == 200, await response.text()
+    errors: list[Exception] = []
+    # after shutdown: the terminal stopped with the app
+    response = await LocalClient().request(catching(app, errors), "POST", "/bus", query_params=TODO)
     assert response.status_code == 500
-    assert len(errors) == 1
-    assert received == []
+    assert [type(error) for error in errors] == [BusClosedError]
+    assert "app = Lihil(..., lifespan=bus_plugin.lifespan)" in str(errors[0])
+    assert received == [TodoCreated("groceries", "milk")]
+
+
+async def test_a_never_started_terminal_runs_per_request_as_in_lihil_and_warns_with_the_lifespan_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    bus_route = Route("/bus", plugins=[BusPlugin(busterm=terminal)])
+
+    @bus_route.post
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await bus.emit(TodoCreated(name, content))  # drained before the request ends
+
+    app = Lihil(bus_route)  # no lifespan: nobody starts the terminal
+    async with serving(app):
+        for _ in range(2):
+            response = await LocalClient().request(app, "POST", "/bus", query_params=TODO)
+            assert response.status_code == 200, await response.text()
+    assert received == [TodoCreated("groceries", "milk")] * 2
+    assert not terminal.running
+    warnings = [r for r in caplog.records if r.name == "bus" and r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "lifespan=bus_plugin.lifespan" in warnings[0].getMessage()
+
+
+async def test_overlapping_requests_share_the_terminal_started_for_them() -> None:
+    gate = anyio.Event()
+    received, listen_create = recorder()
+    terminal = make_terminal(listen_create)
+    plugin = BusPlugin(terminal)
+    route = Route("/todos")
+
+    @route.post(plugins=[plugin.decorate])
+    async def create_todo(name: str, content: str, bus: PEventBus) -> Annotated[Empty, status.OK]:
+        await gate.wait()
+        await bus.publish(TodoCreated(name, content))
+
+    endpoint = route.get_endpoint("POST")
+    statuses: list[int] = []
+
+    async def call() -> None:
+        response = await LocalClient().call_endpoint(endpoint, query_params=TODO)
+        statuses.append(response.status_code)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        assert terminal.running
+        gate.set()
+    assert statuses == [200, 200, 200]
+    assert len(received) == 3
+    assert not terminal.running
+
+
+def test_bus_plugin_takes_lihils_busterm_keyword_and_refuses_anything_else() -> None:
+    terminal = make_terminal()
+    assert BusPlugin(busterm=terminal).busterm is terminal
+    assert BusPlugin(terminal).terminal is terminal
+    with pytest.raises(TypeError, match="one BusTerminal"):
+        BusPlugin()
+    with pytest.raises(TypeError, match="BusTerminal"):
+        BusPlugin(object())  # type: ignore[arg-type]
+
+
+def test_the_bus_types_are_generic_as_in_lihil() -> None:
+    assert get_origin(EventBus[Any]) is EventBus
+    assert get_origin(MessageRegistry[Event]) is MessageRegistry
+    assert get_origin(BusTerminal[Event]) is BusTerminal
+    (bus_type, marker) = get_args(PEventBus)
+    assert get_origin(bus_type) is EventBus
+    assert marker == Param("plugin")
 
 
 class TodoArchived(Event):

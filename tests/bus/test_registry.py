@@ -64,9 +64,39 @@ def test_handler_policy_defaults_are_the_documented_values() -> None:
     assert policy.retry_backoff_max == 5.0
     assert policy.mailbox_capacity == 10_000
     assert policy.overflow == "backpressure"
-    assert policy.max_restarts == 10
+    assert policy.max_restarts == 20
     assert policy.restart_period == 5.0
+    assert policy.restart_backoff == 0.01
+    assert policy.restart_backoff_factor == 2.0
+    assert policy.restart_backoff_max == 2.0
+    assert policy.restart_jitter == 0.2
     assert policy.shutdown_timeout == 5.0
+
+
+def test_restart_delay_doubles_from_restart_backoff_and_is_capped() -> None:
+    policy = HandlerPolicy()
+    delays = [policy.restart_delay(streak) for streak in range(1, 11)]
+    assert delays[:3] == [0.01, 0.02, 0.04]
+    assert delays[-1] == 2.0
+    assert sum(policy.restart_delay(s) for s in range(1, 21)) > 20  # a long dependency outage
+    with pytest.raises(ValueError, match="streak"):
+        policy.restart_delay(0)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"restart_backoff": 0.001}, "restart_backoff must be >= 0.01"),
+        ({"restart_backoff_factor": 0.5}, "restart_backoff_factor"),
+        ({"restart_backoff": 1.0, "restart_backoff_max": 0.5}, "restart_backoff_max"),
+        ({"restart_jitter": -0.1}, "restart_jitter"),
+    ],
+)
+def test_handler_policy_rejects_a_restart_backoff_that_would_not_back_off(
+    options: dict[str, float], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        HandlerPolicy(**options)  # type: ignore[arg-type]
 
 
 def test_default_restart_intensity_survives_every_attempt_of_a_poison_message() -> None:

@@ -1,0 +1,70 @@
+"""Restart backoff and the crash-loop rule of one handler: how long before its actor restarts,
+and when it stops for good."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import anyio
+import attrs
+
+from bus._policy import HandlerPolicy
+from supervisor import Backoff
+
+
+@attrs.define(eq=False)
+class CrashLoop:
+    """Counts one handler's crashes in a row without progress, across its actor's incarnations.
+
+    Progress is a message handled successfully (the actor's ``processed`` count moved) or an
+    incarnation that ran ``policy.restart_period`` seconds before it crashed.
+    """
+
+    policy: HandlerPolicy
+    #: crashes (or failed starts) in a row without progress
+    streak: int = 0
+    #: the actor's processed count at the previous crash
+    processed_mark: int = 0
+    #: when the running incarnation started (None: it has not started, or failed to)
+    started_at: float | None = None
+
+    def on_crash(self, processed: int, now: float) -> float:
+        """Record a crash; return the delay before the restart (0 when it must stop instead)."""
+        started = self.started_at
+        ran_long = started is not None and now - started >= self.policy.restart_period
+        progressed = processed != self.processed_mark or ran_long
+        self.processed_mark = processed
+        self.started_at = None
+        self.streak = 1 if progressed else self.streak + 1
+        if self.exhausted:
+            return 0.0  # the next incarnation stops at once: no point waiting for it
+        delay = self.policy.restart_delay(self.streak)
+        jitter = self.policy.restart_jitter
+        return delay * (1 + random.uniform(0, jitter)) if jitter else delay
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the crashes in a row exceed ``policy.max_restarts``: stop for good."""
+        return self.streak > self.policy.max_restarts
+
+    def started(self) -> None:
+        """An incarnation started (its dependencies were built)."""
+        self.started_at = anyio.current_time()
+
+
+@attrs.frozen(eq=False)
+class HandlerBackoff(Backoff):
+    """The supervisor's restart backoff for one handler, driven by its `CrashLoop`.
+
+    The supervisor asks for a delay once per restart; the delay comes from the handler's own
+    crash-loop count instead of the supervisor's restart counter, so that progress resets it.
+    """
+
+    loop: CrashLoop = attrs.field(kw_only=True)
+    #: the handler actor's processed count (``ActorRef.statistics().processed``)
+    processed: Callable[[], int] = attrs.field(kw_only=True)
+
+    def delay(self, restarts: int, rng: random.Random | None = None) -> float:
+        """The delay before the next restart (``restarts`` is ignored, see the class)."""
+        return self.loop.on_crash(self.processed(), anyio.current_time())
