@@ -83,8 +83,8 @@ class EventBus(Generic[E]):
             dispatcher.published += 1
             dispatcher.unrouted += 1
             return
+        context = self._new_context(headers)  # bad headers raise here, before counting
         dispatcher.published += 1
-        context = self._new_context(headers)
         chain = CURRENT_CHAIN.get()
         if chain:
             await self._publish_nested(route.slots, event, context, chain)
@@ -135,8 +135,8 @@ class EventBus(Generic[E]):
             dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
+        delivery = (event, self._new_context(headers))  # bad headers raise here, before counting
         dispatcher.emitted += 1
-        delivery = (event, self._new_context(headers))
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
                 break
@@ -188,8 +188,8 @@ class EventBus(Generic[E]):
             dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
+        delivery = (event, self._new_context(headers))  # bad headers raise here, before counting
         dispatcher.emitted += 1
-        delivery = (event, self._new_context(headers))
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
         for mailbox in mailboxes:
