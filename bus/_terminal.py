@@ -45,7 +45,8 @@ SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60
 
 @attrs.frozen
 class BusStatistics:
-    """A snapshot of the bus's counters."""
+    """A snapshot of the bus's counters. ``sunk`` counts the events ``sink``/``sink_many``
+    acknowledged (stored by every configured sink), once per event whatever the number of sinks."""
 
     published: int
     emitted: int
