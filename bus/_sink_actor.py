@@ -199,60 +199,59 @@ class SinkActor(Actor):
         """Write ``batch`` in halves, down to single items, to store all but the items the storage
         refuses; raise (keeping what is not stored) if the storage looks down rather than picky.
 
-        An item is refused for good only if it failed alone, a write succeeded after that, and it
-        then failed alone again: so the items that failed while the storage was down for a moment
-        are stored on their retry instead of being blamed.
+        An item is refused for good only if it failed alone, some write of the split succeeded
+        (the storage works), and it then failed alone again. An outage stops the split after
+        `OUTAGE_AFTER` failures in a row with no success: what is not stored is kept, the items
+        that failed alone placed last, so that the next try, after a pause, starts with the others.
         """
         slot = self._slot
         sink = slot.sink
-        suspects: list[tuple[int, Pair]] = []  # items that failed alone, with the write's number
-        writes = 0
-        last_success = -1
+        suspects: list[Pair] = []  # items that failed alone
+        succeeded = False
         in_a_row = 0
         middle = len(batch.pairs) // 2
         # a stack: the first half is written first, so items keep their order in the store
         pending: list[list[Pair]] = [batch.pairs[middle:], batch.pairs[:middle]]
         while pending:
             chunk = pending.pop()
-            writes += 1
             try:
                 await sink.write(chunk)
             except Exception as chunk_error:
                 slot.failures += 1
                 in_a_row += 1
-                if in_a_row >= OUTAGE_AFTER:
-                    # looks down: keep all that is not stored for a retry after a pause
-                    batch.pairs = [pair for _, pair in suspects] + chunk
-                    batch.pairs += [pair for rest in reversed(pending) for pair in rest]
-                    raise error from chunk_error
                 if len(chunk) == 1:
-                    suspects.append((writes, chunk[0]))
+                    suspects.append(chunk[0])
                 else:
                     middle = len(chunk) // 2
                     pending += (chunk[middle:], chunk[:middle])
+                if not succeeded and in_a_row >= OUTAGE_AFTER:
+                    batch.pairs = [pair for rest in reversed(pending) for pair in rest] + suspects
+                    raise error from chunk_error
                 continue
-            last_success = writes
+            succeeded = True
             in_a_row = 0
             slot.stored += len(chunk)
-        unconfirmed: list[Pair] = []
-        for at, pair in suspects:
-            if at > last_success:  # nothing succeeded since: no sign the storage works
-                unconfirmed.append(pair)
-                continue
+        if not succeeded:
+            batch.pairs = suspects
+            raise error
+        # Each suspect alone again, now that the storage is known to work: failing alone twice,
+        # around writes that succeeded, is the item's own fault.
+        for pair in suspects:
             try:
                 await sink.write([pair])
             except Exception as item_error:  # noqa: BLE001 - the item's own error, for its caller
                 slot.failures += 1
-                batch.errors[pair[1].message_id] = item_error
-                logger.error(
-                    "%s refused %s (message %s) on its own, twice: %r; its caller gets the error",
-                    slot.name,
-                    type(pair[0]).__qualname__,
-                    pair[1].message_id,
-                    item_error,
-                )
+                self._refuse(batch, pair, item_error)
             else:
                 slot.stored += 1
-        if unconfirmed:
-            batch.pairs = unconfirmed  # the rest is stored or refused; these are tried again
-            raise error
+
+    def _refuse(self, batch: SinkBatch, pair: Pair, error: Exception) -> None:
+        event, context = pair
+        batch.errors[context.message_id] = error
+        logger.error(
+            "%s refused %s (message %s) on its own, twice: %r; its caller gets the error",
+            self._slot.name,
+            type(event).__qualname__,
+            context.message_id,
+            error,
+        )

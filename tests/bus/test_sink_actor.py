@@ -212,3 +212,31 @@ async def test_a_lone_refused_item_fails_its_caller_once_later_writes_show_the_s
             await terminal.bus.sink(Numbered(1))  # written with it, after it: the storage works
     assert outcome == ["refused"]
     assert [event for event, _ in sink.rows.values()] == [Numbered(1)]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", mock_clock_trio()])
+async def test_many_refused_items_at_the_front_of_a_batch_hold_no_one_else_hostage() -> None:
+    sink = MemorySink(lambda event: isinstance(event, Numbered) and event.n < 12)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal:
+            outcomes = await sink_all(terminal, range(40))
+    assert outcomes == {n: "Refused" if n < 12 else "stored" for n in range(40)}
+    assert sorted(event.n for event, _ in sink.rows.values()) == list(range(12, 40))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", mock_clock_trio()])
+async def test_items_that_failed_during_an_outage_ending_mid_split_are_stored_not_blamed() -> None:
+    sink = MemorySink()
+    sink.down = True
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal, anyio.create_task_group() as tg:
+            outcomes: dict[int, str] = {}
+
+            async def run() -> None:
+                outcomes.update(await sink_all(terminal, range(40)))
+
+            tg.start_soon(run)
+            await sink.failures(5)  # in the middle of the first split
+            sink.down = False
+    assert outcomes == dict.fromkeys(range(40), "stored")
+    assert len(sink.rows) == 40
