@@ -71,7 +71,7 @@ class JSONLinesSink(Sink):
         if not self._path:
             msg = "JSONLinesSink path is empty: give the file's path"
             raise ValueError(msg)
-        self._serial = _Serial()
+        self._serial = _Serial("jsonl-sink")
         self._file: io.FileIO | None = None
         self._written: set[str] = set()
         self._end = 0  # where the complete lines end, as far as this sink knows
@@ -276,6 +276,7 @@ class JSONLinesSink(Sink):
     async def close(self) -> None:
         """Close the file; does nothing if it is not open."""
         await self._serial.run(self._close)
+        self._serial.stop()
 
     def _close(self) -> None:
         file, self._file = self._file, None

@@ -75,7 +75,7 @@ class SQLiteSink(Sink):
         self._select = (
             f"SELECT rowid, message_id, type, event, context FROM {table} ORDER BY rowid"
         )
-        self._serial = _Serial()
+        self._serial = _Serial("sqlite-sink")
         self._connection: sqlite3.Connection | None = None
 
     @property
@@ -212,6 +212,7 @@ class SQLiteSink(Sink):
     async def close(self) -> None:
         """Close the database connection; does nothing if it is not open."""
         await self._serial.run(self._close)
+        self._serial.stop()
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
