@@ -25,7 +25,7 @@ from bus._errors import (
     MailboxFullError,
     SinkUnsetError,
 )
-from bus._events import Event, MessageContext, check_headers
+from bus._events import Event, MessageContext, check_headers, new_contexts
 
 if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
@@ -289,26 +289,22 @@ class EventBus(Generic[E]):
             if len(message_ids) != len(events):
                 msg = f"got {len(message_ids)} message_ids for {len(events)} events"
                 raise ValueError(msg)
-        pairs: list[tuple[Event, MessageContext]] = []
-        check = JSON.check_round_trip
+        route = dispatcher.route
         for index, event in enumerate(events):
             try:
-                dispatcher.route(event)
-                given = None if message_ids is None else message_ids[index]
-                context = self._new_context(headers, given)
-                check(event)
+                route(event)
             except TypeError as error:
                 raise TypeError(f"events[{index}]: {error}") from error
-            except ValueError as error:
-                raise ValueError(f"events[{index}]: {error}") from error
-            pairs.append((event, context))
+        contexts = new_contexts(self._context, len(events), headers, message_ids)
+        JSON.check_round_trip_many(events)
+        pairs: list[tuple[Event, MessageContext]] = list(zip(events, contexts, strict=True))
         if not pairs:
             return []
         ids = [context.message_id for _, context in pairs]
         for batch in [slot.submit(pairs) for slot in sinks]:
             await batch.outcome(ids, dispatcher.new_future)
         dispatcher.sunk += len(pairs)
-        return [context for _, context in pairs]
+        return contexts
 
     def __repr__(self) -> str:
         return f"<EventBus context={self._context!r}>"

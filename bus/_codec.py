@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, final
 
 import attrs
@@ -126,6 +126,7 @@ class Codec:
         self._plans: dict[type, _Plan] = {}
         # Classes without event fields, encoded as they are: the fast path.
         self._flat: set[type] = set()
+        self._list_decoders: dict[type, Callable[[bytes], list[Event]]] = {}
         self.decode_context: Callable[[bytes], MessageContext] = module.Decoder(
             MessageContext
         ).decode
@@ -143,6 +144,35 @@ class Codec:
         if context.headers:
             check_headers(context.headers)
         return self._encode(context)
+
+    def check_round_trip_many(self, events: Sequence[Event]) -> None:
+        """`check_round_trip` for each of ``events``, in one encoding per event class where it
+        can; `TypeError` naming the index (``events[3]: ...``) of an event that fails."""
+        by_class: dict[type[Event], list[int]] = {}
+        for index, event in enumerate(events):
+            by_class.setdefault(type(event), []).append(index)
+        for cls, indexes in by_class.items():
+            group = [events[index] for index in indexes]
+            if cls in self._flat and cls.__struct_config__.eq:
+                try:
+                    back = self._list_decoder(cls)(self._encode(group))
+                except Exception:  # noqa: BLE001 - the loop below says which and why
+                    pass
+                else:
+                    if back == group:
+                        continue
+            for index in indexes:
+                try:
+                    self.check_round_trip(events[index])
+                except TypeError as error:
+                    msg = f"events[{index}]: {error}"
+                    raise TypeError(msg) from error
+
+    def _list_decoder(self, cls: type) -> Callable[[bytes], list[Event]]:
+        decode = self._list_decoders.get(cls)
+        if decode is None:
+            decode = self._list_decoders[cls] = self._decoder_for(list[cls]).decode  # type: ignore[valid-type]
+        return decode
 
     def _plan(self, cls: type) -> _Plan:
         plan = self._plans.get(cls)

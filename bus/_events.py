@@ -6,7 +6,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, final
 
 import msgspec
@@ -298,6 +298,42 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
     def with_attempt(self, attempt: int) -> MessageContext:
         """A copy of this context for delivery attempt ``attempt`` (1-based)."""
         return msgspec.structs.replace(self, attempt=attempt)
+
+
+def new_contexts(
+    parent: MessageContext | None,
+    count: int,
+    headers: Mapping[str, str] | None = None,
+    message_ids: Sequence[str] | None = None,
+) -> list[MessageContext]:
+    """``count`` contexts made at once, as `MessageContext.new` (``parent`` None) or
+    ``parent.caused`` would make them one by one, sharing one timestamp and the checked headers.
+    A bad message id raises naming its index (``message_ids[2]: ...``)."""
+    now = _now()
+    if parent is None:
+        shared = check_headers(headers) if headers is not None else {}
+    else:
+        shared = parent.headers
+        if headers is not None:
+            shared = {**shared, **check_headers(headers)}
+    contexts = []
+    for index in range(count):
+        if message_ids is None:
+            message_id = new_message_id()
+        else:
+            try:
+                message_id = check_message_id(message_ids[index])
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"message_ids[{index}]: {error}") from error
+        if parent is None:
+            contexts.append(MessageContext(message_id, message_id, None, now, 1, dict(shared)))
+        else:
+            contexts.append(
+                MessageContext(
+                    message_id, parent.correlation_id, parent.message_id, now, 1, shared
+                )
+            )
+    return contexts
 
 
 def describe_error(error: BaseException) -> str:

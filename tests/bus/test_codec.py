@@ -6,7 +6,7 @@ import math
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 from bus._codec import JSON, MSGPACK, Codec
 from bus._errors import UnknownEventTypeError
@@ -192,3 +192,25 @@ def test_encoding_a_context_with_headers_that_are_not_text_raises_type_error_nam
         codec.encode(SampleCreated("a", "b"), context)
     with pytest.raises(TypeError, match="'user'"):
         codec.encode_context(context)
+
+
+@given(events=st.lists(storable_candidates(), max_size=6))
+def test_the_round_trip_check_of_many_agrees_with_checking_each(events: list[Event]) -> None:
+    refused = []
+    for index, event in enumerate(events):
+        try:
+            JSON.check_round_trip(event)
+        except TypeError:
+            refused.append(index)
+    if not refused:
+        JSON.check_round_trip_many(events)
+        return
+    with pytest.raises(TypeError, match=r"^events\[(\d+)\]: ") as caught:
+        JSON.check_round_trip_many(events)
+    assert int(caught.value.args[0].split("]")[0].split("[")[1]) in refused
+
+
+def test_the_round_trip_check_of_many_names_the_bad_events_index() -> None:
+    events = [SampleCreated("a", "b"), SampleFloats(1.0, []), SampleFloats(math.nan, [])]
+    with pytest.raises(TypeError, match=r"events\[2\]: .*NaN"):
+        JSON.check_round_trip_many(events)

@@ -606,3 +606,34 @@ async def test_a_script_that_sinks_an_event_without_a_type_name_is_told_what_to_
     assert result.returncode != 0
     assert "TypeError" in result.stderr
     assert "__type_name__" in result.stderr
+
+
+async def test_sink_many_from_a_handler_links_each_event_to_the_handled_message(
+    tmp_path: Path, make_sink: SinkFactory
+) -> None:
+    sink = make_sink(tmp_path)
+    handled: list[MessageContext] = []
+    stored_contexts: list[MessageContext] = []
+
+    async def handler(event: OtherStored, ctx: MessageContext, bus: EventBus) -> None:
+        handled.append(ctx)
+        stored_contexts.extend(
+            await bus.sink_many([Stored(1), Stored(2)], headers={"step": "two"})
+        )
+        with pytest.raises(TypeError, match=r"message_ids\[1\]"):
+            await bus.sink_many([Stored(3), Stored(4)], message_ids=["ok", 4])  # type: ignore[list-item]
+
+    registry = MessageRegistry()
+    registry.register(handler)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry, sinks=[sink]) as terminal:
+            await terminal.bus.publish(OtherStored("go"), headers={"tenant": "acme"})
+            stored = await sink.read()
+    [parent] = handled
+    assert [event for event, _ in stored] == [Stored(1), Stored(2)]
+    assert [context for _, context in stored] == stored_contexts
+    for context in stored_contexts:
+        assert context.causation_id == parent.message_id
+        assert context.correlation_id == parent.correlation_id
+        assert context.headers == {"tenant": "acme", "step": "two"}
+    assert len({context.message_id for context in stored_contexts}) == 2
