@@ -269,7 +269,8 @@ class EventBus(Generic[E]):
         headers: Mapping[str, str] | None = None,
     ) -> list[MessageContext]:
         """``sink`` for several events at once: they join one batch (one transaction per sink,
-        up to the batch limit), and their contexts are returned in order once all are stored.
+        up to the batch limit), and their contexts (sharing the call's timestamp) are returned in
+        order once all are stored.
 
         Every event is checked before any is accepted: a bad one raises `TypeError` naming its
         index and nothing is stored. ``message_ids``, if given, holds one idempotency key per
