@@ -2,6 +2,7 @@
 #   make test   lint (ruff + mypy) and the test suite with branch coverage (fails under the floor)
 #   make lint   ruff + mypy only
 #   make demo   run examples/demo.py
+#   make demo-distributed   3 workers + a producer over Redis, one killed, reconciled in PostgreSQL
 #   make bench  run every benchmarks/bench_*.py in turn
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ BENCH_STAMP := $(VENV)/.actorbus-bench-installed
 # Only paths that exist: git does not keep empty directories.
 LINT_PATHS := $(wildcard actors supervisor bus tests benchmarks examples)
 
-.PHONY: test lint demo bench
+.PHONY: test lint demo demo-distributed bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+demo-distributed: $(STAMP)
+	$(BIN)/python examples/distributed_demo.py
 
 bench: $(BENCH_STAMP)
 	@set -e; benches="$(wildcard benchmarks/bench_*.py)"; \

@@ -129,6 +129,13 @@ class EventBus(Generic[E]):
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("emit")
         route = dispatcher.route(event)
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            # to the handlers of every process, this one's included, through the transport
+            context = self._new_context(headers)  # bad headers raise here, before counting
+            dispatcher.emitted += 1
+            await transport.emit(event, context)
+            return
         if not route.slots:
             if headers is not None:
                 check_headers(headers)  # refused whether anyone listens or not
@@ -176,6 +183,12 @@ class EventBus(Generic[E]):
             self._emit_from_thread(event, headers)
             return
         route = dispatcher.route(event)
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            context = self._new_context(headers)  # bad headers raise here, before counting
+            dispatcher.emitted += 1
+            transport.emit_nowait(event, context)
+            return
         for queue, capacity in route.room_checks:
             if len(queue) >= capacity:
                 full = route.first_full()

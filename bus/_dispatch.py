@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bus._bus import EventBus
     from bus._handler_actor import HandlerActor
     from bus.sinks._base import Sink
+    from bus.transport._base import Transport
 
 #: the handler slots executing in the current task, innermost last (see ``must_run_inline``)
 CURRENT_CHAIN: ContextVar[tuple[HandlerSlot, ...]] = ContextVar("actorbus_chain", default=())
@@ -159,6 +160,8 @@ class Dispatcher:
         self.sync_limiter = sync_limiter or anyio.CapacityLimiter(40)
         self.closed = True
         self.bus: EventBus[Event] | None = None
+        #: where emit goes instead of the local mailboxes, when the terminal has a transport
+        self.transport: Transport | None = None
         self._routes: dict[type, Route] = {}
         self.drain_waiters: list[OneShot] = []
         self.pending = 0

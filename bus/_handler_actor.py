@@ -141,7 +141,9 @@ class HandlerActor(Actor):
             event, context = message
             attempt = self._context.attempt
             if attempt != 1:
-                context = context.with_attempt(attempt)
+                # counted from the message's own attempt: 1 when emitted here, the delivery count
+                # for an entry a transport took over from a dead consumer
+                context = context.with_attempt(context.attempt + attempt - 1)
             if self._plain:
                 try:
                     if self._with_context:
@@ -159,6 +161,8 @@ class HandlerActor(Actor):
                 await self.handle(event, context)
             dispatcher = self._dispatcher
             dispatcher.pending -= 1
+            if type(message) is not tuple:  # a transport's delivery: acknowledge it upstream
+                message.settle()
             if dispatcher.pending <= 0 and dispatcher.drain_waiters:
                 dispatcher.wake_drainers()
         else:

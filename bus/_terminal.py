@@ -23,6 +23,7 @@ from bus._registry import MessageRegistry, merge_registries
 from bus._restarts import HandlerBackoff
 from bus._sink_actor import SinkActor
 from bus.sinks._base import Sink
+from bus.transport._base import Transport
 from supervisor import (
     INFINITY,
     Backoff,
@@ -64,7 +65,12 @@ class BusTerminal(Generic[E]):
         bus (one_for_one; children start in this order and stop in reverse)
         ├─ sinks    (one_for_one, restart with backoff, never gives up)
         ├─ handlers (one_for_one; each handler restarts with backoff, stops on a crash loop)
-        └─ your children (``children=[ChildSpec(...)]``)
+        ├─ your children (``children=[ChildSpec(...)]``)
+        └─ transport (with ``transport=``: its writer and one consumer per handler, restarted with
+           backoff; started last and stopped first)
+
+    With ``transport=`` (e.g. ``bus.transport.RedisStreams``), ``emit`` and ``emit_nowait`` go
+    through it to the handlers of every process; ``publish`` and ``sink`` stay in this process.
 
     Leaving the block drains what is queued (at most ``shutdown_timeout`` seconds), then stops the tree
     in reverse order. Start-up errors (an unresolvable dependency, a provider that raises, an unwritable
@@ -84,6 +90,7 @@ class BusTerminal(Generic[E]):
         shutdown_timeout: float = 10.0,
         name: str = "bus",
         sync_handler_threads: int = 40,
+        transport: Transport | None = None,
     ) -> None:
         if not registries:
             registries = (MessageRegistry(),)  # type: ignore[assignment]
@@ -96,6 +103,9 @@ class BusTerminal(Generic[E]):
             if not isinstance(sink, Sink):
                 raise TypeError(f"sinks must be bus.sinks.Sink instances, got {sink!r}")
         self._children = tuple(children)
+        if transport is not None and not isinstance(transport, Transport):
+            raise TypeError(f"transport must be a bus.transport.Transport, got {transport!r}")
+        self._transport = transport
         if not shutdown_timeout >= 0:
             raise ValueError(f"shutdown_timeout must be >= 0 seconds, got {shutdown_timeout!r}")
         self._shutdown_timeout = shutdown_timeout
@@ -197,6 +207,10 @@ class BusTerminal(Generic[E]):
                 # registered before opening: an open cancelled half-way is closed too
                 stack.push_async_callback(_close_sink, sink)
                 await sink.open()
+            if self._transport is not None:
+                # before the tree: an unreachable server fails the start as itself
+                await self._transport.open()
+                stack.push_async_callback(self._transport.close)
             # sinks start first and stop last: handlers may sink until they stop. Supervisors wait
             # for their children, each of which is bounded by its own shutdown timeout.
             children = (
@@ -233,6 +247,8 @@ class BusTerminal(Generic[E]):
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
             root.dead_letters.subscribe(dispatcher.on_dead_letter)
+            if self._transport is not None:
+                await self._start_transport(self._transport, dispatcher, root)
         except BaseException:
             await stack.__aexit__(None, None, None)
             raise
@@ -256,14 +272,33 @@ class BusTerminal(Generic[E]):
             self._bus = None
             self._root = None
 
+    async def _start_transport(
+        self, transport: Transport, dispatcher: Dispatcher, root: Supervisor
+    ) -> None:
+        # Started last, as a dynamic child, so it stops first: consumers find the handlers'
+        # mailboxes in place, and stop feeding them before the handlers stop.
+        root.dead_letters.subscribe(transport.on_dead_letter)
+        spec = SupervisorSpec(transport.child_specs(dispatcher), intensity=None)
+        try:
+            await root.start_child(ChildSpec("transport", spec, shutdown=INFINITY))
+        except ChildStartError as exc:
+            raise _start_cause(exc) from None
+        dispatcher.transport = transport
+
     async def _close(self, dispatcher: Dispatcher, root: Supervisor) -> None:
         timeout = self._shutdown_timeout
         deadline = anyio.current_time() + timeout
         try:
             with anyio.move_on_after(timeout):
+                if dispatcher.transport is not None:
+                    # no new entries while the handlers finish what they hold
+                    await dispatcher.transport.quiesce()
                 await dispatcher.drained()
-            # Your children, then the handlers, stop now, while the bus and the sinks run on: what
-            # they publish, emit or sink on their way out is accepted. Sinks stop last.
+                if dispatcher.transport is not None:
+                    await dispatcher.transport.flush()
+            # The transport and your children, then the handlers, stop now, while the bus and the
+            # sinks run on: what they publish, emit or sink on their way out is accepted. Sinks
+            # stop last.
             for info in reversed(root.which_children()):
                 if info.id != "sinks":
                     with contextlib.suppress(ChildNotFoundError):

@@ -5,7 +5,7 @@ covers ``bus.sinks._sqlite``). A public class or function defined in the tree an
 attribute of the package must be listed in ``__all__``. Names a package merely uses from elsewhere (for
 instance ``bus.lihil`` importing ``EventBus`` from ``bus._bus``) are not its surface.
 
-``bus.sinks`` is checked once it exists, ``bus.lihil`` when lihil is installed.
+``bus.sinks`` and ``bus.transport`` are checked once they exist, ``bus.lihil`` when lihil is installed.
 """
 
 import enum
@@ -27,6 +27,8 @@ def _checked_packages() -> list[str]:
     names = ["actors", "supervisor", "bus"]
     if (ROOT / "bus" / "sinks" / "__init__.py").is_file():
         names.append("bus.sinks")
+    if (ROOT / "bus" / "transport" / "__init__.py").is_file():
+        names.append("bus.transport")
     if importlib.util.find_spec("lihil") is not None:  # the optional `lihil` extra
         names.append("bus.lihil")
     return names
