@@ -24,11 +24,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test,lihil]'
+	$(PIP) install -e '.[test,testing,lihil]'
 	touch $@
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -e '.[test,lihil,bench]'
+	$(PIP) install -e '.[test,testing,lihil,bench]'
 	touch $@
 
 lint: $(STAMP)

@@ -31,6 +31,8 @@ def _checked_packages() -> list[str]:
         names.append("bus.transport")
     if importlib.util.find_spec("lihil") is not None:  # the optional `lihil` extra
         names.append("bus.lihil")
+    if (ROOT / "bus" / "testing" / "__init__.py").is_file():
+        names.append("bus.testing")
     return names
 
 

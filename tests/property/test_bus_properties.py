@@ -1,6 +1,9 @@
 """Properties of the bus over random handler sets and message scripts: publish follows registration
 order, emit keeps per-sender FIFO (also across retries), every handler gets every event exactly
-once when nothing fails and at least once (never zero) when handlers crash and are retried."""
+once when nothing fails and at least once (never zero) when handlers crash and are retried.
+
+Dogfood: each property is also checked with `bus.testing`'s recorder and assertions, beside the
+hand-written model checks (which stay, so the assertions are checked against them too)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ from hypothesis import given, strategies as st
 
 from bus import BusTerminal, MessageContext, MessageRegistry
 from bus._policy import PolicyOptions
+from bus.testing import (
+    Recorder as BusRecorder,
+    assert_delivery_guarantees,
+    assert_exactly_once,
+    assert_fifo_per_sender,
+    assert_publish_order,
+)
 from tests.strategies import (
     BUS_SUBSCRIPTIONS,
     BusBase,
@@ -111,14 +121,17 @@ async def test_publish_follows_registration_order(
     kinds: list[str], sent: list[type[BusBase]]
 ) -> None:
     recorder = Recorder(len(kinds))
+    recording = BusRecorder(registry_for(kinds, recorder))
     with anyio.fail_after(LIMIT):
-        async with BusTerminal(registry_for(kinds, recorder)) as terminal:
+        async with recording.open():
             for key, event_class in enumerate(sent):
                 before = len(recorder.calls)
-                await terminal.bus.publish(event_class(key))
+                await recording.sender().publish(event_class(key))
                 # publish returned: exactly the subscribed handlers ran, in registration order
                 expected = [i for i, kind in enumerate(kinds) if accepts(kind, event_class)]
                 assert recorder.calls[before:] == [(i, key, 1) for i in expected]
+    assert_publish_order(recording)
+    assert_delivery_guarantees(recording)
 
 
 @given(data=st.data(), kinds=bus_subscriptions(max_size=4))
@@ -129,29 +142,37 @@ async def test_publish_stops_at_the_first_failure(data: st.DataObject, kinds: li
     recorder.plans[0] = dict(plan)
     subscribed = [i for i, kind in enumerate(kinds) if accepts(kind, event_class)]
     failing = [i for i in subscribed if i in plan]
+    recording = BusRecorder(registry_for(kinds, recorder, **RETRYING))
+    recording.allow_errors(Planned)
     with anyio.fail_after(LIMIT):
-        async with BusTerminal(registry_for(kinds, recorder, **RETRYING)) as terminal:
+        async with recording.open():
+            bus = recording.sender()
             if failing:
                 with pytest.raises(Planned, match=f"^handler {failing[0]} fails on 0$"):
-                    await terminal.bus.publish(event_class(0))
+                    await bus.publish(event_class(0))
                 reached = subscribed[: subscribed.index(failing[0]) + 1]
             else:
-                await terminal.bus.publish(event_class(0))
+                await bus.publish(event_class(0))
                 reached = subscribed
     # no retries under publish, and nothing after the failing handler
     assert recorder.calls == [(i, 0, 1) for i in reached]
+    assert_publish_order(recording)
+    assert_delivery_guarantees(recording)
 
 
 async def emit_script(
-    terminal: BusTerminal, script: list[tuple[int, type[BusBase], dict[int, int]]]
+    terminal: BusTerminal,
+    script: list[tuple[int, type[BusBase], dict[int, int]]],
+    recording: BusRecorder,
 ) -> None:
     """Each sender emits its messages in script order, concurrently with the other senders."""
     senders = sorted({sender for sender, _, _ in script})
 
     async def send(sender: int) -> None:
+        bus = recording.sender(f"sender{sender}")
         for key, (who, event_class, _) in enumerate(script):
             if who == sender:
-                await terminal.bus.emit(event_class(key))
+                await bus.emit(event_class(key))
                 await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
@@ -183,9 +204,10 @@ async def test_emit_keeps_per_sender_fifo_and_delivers_exactly_once(
 ) -> None:
     script = data.draw(bus_emit_scripts(len(kinds), max_failures=0))
     recorder = Recorder(len(kinds))
+    recording = BusRecorder(registry_for(kinds, recorder, **RETRYING))
     with anyio.fail_after(LIMIT):
-        async with BusTerminal(registry_for(kinds, recorder, **RETRYING)) as terminal:
-            await emit_script(terminal, script)
+        async with recording.open() as terminal:
+            await emit_script(terminal, script, recording)
             assert terminal.statistics().in_flight == 0
     check_fifo_per_sender(kinds, script, recorder)
     for index, kind in enumerate(kinds):
@@ -193,6 +215,9 @@ async def test_emit_keeps_per_sender_fifo_and_delivers_exactly_once(
         # exactly once: every call succeeded, and each accepted event was handled once
         assert Counter(recorder.done[index]) == Counter(expected)
     assert all(attempt == 1 for _, _, attempt in recorder.calls)
+    assert_fifo_per_sender(recording)
+    assert_exactly_once(recording)
+    assert_delivery_guarantees(recording)
 
 
 @given(data=st.data(), kinds=bus_subscriptions(max_size=4))
@@ -202,9 +227,11 @@ async def test_emit_with_crashes_retries_in_place_and_never_loses_a_delivery(
     script = data.draw(bus_emit_scripts(len(kinds), max_failures=3))
     recorder = Recorder(len(kinds))
     recorder.plans = {key: dict(plan) for key, (_, _, plan) in enumerate(script)}
+    recording = BusRecorder(registry_for(kinds, recorder, **RETRYING))
+    recording.allow_errors(Planned)
     with anyio.fail_after(LIMIT):
-        async with BusTerminal(registry_for(kinds, recorder, **RETRYING)) as terminal:
-            await emit_script(terminal, script)
+        async with recording.open() as terminal:
+            await emit_script(terminal, script, recording)
             assert terminal.statistics().in_flight == 0
             assert terminal.statistics().dead_letters == 0
     check_fifo_per_sender(kinds, script, recorder)
@@ -219,3 +246,6 @@ async def test_emit_with_crashes_retries_in_place_and_never_loses_a_delivery(
             assert recorder.done[index].count(key) == 1
             attempts = [a for i, k, a in recorder.calls if (i, k) == (index, key)]
             assert attempts == list(range(1, plan.get(index, 0) + 2))
+    # every failure retried in place and resolved, every message handled exactly once
+    assert_delivery_guarantees(recording)
+    assert not recording.unexpected_errors()
