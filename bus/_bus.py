@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from threading import get_ident
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import anyio
 
@@ -25,7 +25,15 @@ from bus._errors import (
     MailboxFullError,
     SinkUnsetError,
 )
-from bus._events import Event, MessageContext, Stamp, check_headers, new_contexts, new_stamp
+from bus._events import (
+    Event,
+    MessageContext,
+    Stamp,
+    check_headers,
+    new_contexts,
+    new_stamp,
+    stamped,
+)
 from bus._handlers import BusHandle
 
 if TYPE_CHECKING:
@@ -150,7 +158,8 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._stamp(headers))  # bad headers raise here, before counting
+        # bad headers raise here, before counting
+        delivery = stamped(event, self._context) if headers is None else (event, self._new_context(headers))
         dispatcher.emitted += 1
         for guarded, capacity in route.room_checks:
             if len(guarded.queue) >= capacity:
@@ -191,7 +200,9 @@ class EventBus(BusHandle, Generic[E]):
             if not mailboxes:
                 dispatcher.unrouted += 1
                 continue
-            delivery = (event, new_stamp(parent) if headers is None else self._new_context(headers))
+            delivery = (
+                stamped(event, parent) if headers is None else (event, self._new_context(headers))
+            )
             for guarded, capacity in route.room_checks:
                 if len(guarded.queue) >= capacity:
                     await self._emit_waiting(route, delivery)
@@ -200,6 +211,9 @@ class EventBus(BusHandle, Generic[E]):
                 dispatcher.pending += len(mailboxes)
                 for mailbox in mailboxes:
                     mailbox.put_nowait(delivery)
+        # let the handlers run before the caller queues its next batch: their mailboxes stay short
+        # (and warm in the cache); shielded, so a batch that was queued is never reported cancelled
+        await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def _routes_of(self, events: Iterable[E]) -> tuple[Sequence[E], list[Route]]:
         """The events of a batch call, with their routes: raises before anything is queued."""
@@ -207,7 +221,7 @@ class EventBus(BusHandle, Generic[E]):
         route = self._dispatcher.route
         return batch, [route(event) for event in batch]
 
-    async def _emit_waiting(self, route: Route, delivery: tuple[Event, MessageContext | Stamp]) -> None:
+    async def _emit_waiting(self, route: Route, delivery: tuple[Any, ...]) -> None:
         """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
         dispatcher = self._dispatcher
         chain = CURRENT_CHAIN.get()
@@ -259,7 +273,7 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting
-        delivery = (event, new_stamp(self._context) if headers is None else self._new_context(headers))
+        delivery = stamped(event, self._context) if headers is None else (event, self._new_context(headers))
         dispatcher.emitted += 1
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
@@ -308,7 +322,9 @@ class EventBus(BusHandle, Generic[E]):
             if not mailboxes:
                 dispatcher.unrouted += 1
                 continue
-            delivery = (event, new_stamp(parent) if headers is None else self._new_context(headers))
+            delivery = (
+                stamped(event, parent) if headers is None else (event, self._new_context(headers))
+            )
             # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
             dispatcher.pending += len(mailboxes)
             for mailbox in mailboxes:

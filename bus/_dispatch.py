@@ -32,7 +32,7 @@ from bus._events import (
     MessageContext,
     Stamp,
     SupervisorGaveUp,
-    context_of,
+    delivery_context,
     describe_error,
 )
 from bus._handlers import RegisteredHandler
@@ -331,15 +331,15 @@ class Dispatcher:
     def on_dead_letter(self, letter: RuntimeDeadLetter) -> None:
         """Listener on the tree's dead letters: emitted deliveries become ``DeadLetter`` events."""
         message: Any = letter.message
-        if type(message) is tuple and len(message) == 2:
+        if type(message) is tuple and len(message) in (2, 4):  # an emitted delivery
             crashed = self._slots_by_name.get(letter.recipient)
             if letter.reason is DeadLetterReason.CRASHED and crashed is not None:
                 # the actor restarts next (and says so with HandlerRestarted): drain() waits for it
                 crashed.held += 1
             else:
                 self.done_one()
-            event, stamp = message
-            context = context_of(stamp)
+            event = message[0]
+            context = delivery_context(message)
             self.dead_letters += 1
             error = describe_error(letter.error) if letter.error is not None else ""
             reason = _REASONS[letter.reason]

@@ -312,6 +312,20 @@ def new_stamp(parent: MessageContext | None = None) -> Stamp:
     return (next(_counter), _now_ns(), parent)
 
 
+def stamped(event: Any, parent: MessageContext | None) -> tuple[Any, int, int, MessageContext | None]:
+    """An emitted delivery with its identity captured now: ``(event, *stamp)``, one flat tuple
+    (the emit hot path allocates one object per message, not two)."""
+    return (event, next(_counter), _now_ns(), parent)
+
+
+def delivery_context(delivery: Sequence[Any]) -> MessageContext:
+    """The ``MessageContext`` of an emitted delivery: ``(event, context)`` (a notice, a message
+    with headers, a transport's delivery) or ``(event, *stamp)`` (see `stamped`)."""
+    if len(delivery) == 2:
+        return context_of(delivery[1])
+    return context_of((delivery[1], delivery[2], delivery[3]))
+
+
 def context_of(value: MessageContext | Stamp) -> MessageContext:
     """The ``MessageContext`` of a delivery: ``value`` itself, or the one its stamp describes.
 

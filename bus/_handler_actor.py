@@ -24,6 +24,7 @@ from bus._events import (
     MessageContext,
     Stamp,
     context_of,
+    delivery_context,
     describe_error,
 )
 from bus._handlers import code_target
@@ -150,38 +151,42 @@ class HandlerActor(Actor):
                 )
 
     async def receive(self, message: Any) -> Any:
-        if len(message) == 2:  # emitted: count it done once processed, for drain()
-            event, context = message
-            attempt = self._context.attempt
-            if attempt != 1:
-                # counted from the message's own attempt: 1 when emitted here, the delivery count
-                # for an entry a transport took over from a dead consumer
-                context = context_of(context)
-                context = context.with_attempt(context.attempt + attempt - 1)
-            if self._plain:
-                try:
-                    if self._with_context:
-                        # the context is built here, only for a handler that takes it
-                        await self._func(event, context_of(context))
-                    else:
-                        await self._func(event)
-                except Exception as exc:
-                    self._failed(exc, event)
-                    raise
-                except asyncio.CancelledError as exc:
-                    if not _foreign(exc):
-                        raise
-                    raise self._cancelled(event) from exc
-            else:
-                await self.handle(event, context)
-            dispatcher = self._dispatcher
-            dispatcher.pending -= 1
-            if type(message) is not tuple:  # a transport's delivery: acknowledge it upstream
-                message.settle()
-            if dispatcher.pending <= 0 and dispatcher.drain_waiters:
-                dispatcher.wake_drainers()
-        else:
+        if len(message) == 3:  # published: (event, context or stamp, None)
             await self.handle(message[0], message[1])
+            return
+        # emitted: (event, *stamp) or (event, context); counted done once processed, for drain()
+        event = message[0]
+        if self._plain:
+            try:
+                if self._with_context:
+                    # the context is built here, only for a handler that takes it
+                    await self._func(event, self._delivery_context(message))
+                else:
+                    await self._func(event)
+            except Exception as exc:
+                self._failed(exc, event)
+                raise
+            except asyncio.CancelledError as exc:
+                if not _foreign(exc):
+                    raise
+                raise self._cancelled(event) from exc
+        else:
+            await self.handle(event, self._delivery_context(message))
+        dispatcher = self._dispatcher
+        dispatcher.pending -= 1
+        if type(message) is not tuple:  # a transport's delivery: acknowledge it upstream
+            message.settle()
+        if dispatcher.pending <= 0 and dispatcher.drain_waiters:
+            dispatcher.wake_drainers()
+
+    def _delivery_context(self, message: Any) -> MessageContext:
+        context = delivery_context(message)
+        attempt = self._context.attempt
+        if attempt != 1:
+            # counted from the message's own attempt: 1 when emitted here, the delivery count
+            # for an entry a transport took over from a dead consumer
+            context = context.with_attempt(context.attempt + attempt - 1)
+        return context
 
     async def handle(self, event: Event, context: MessageContext | Stamp) -> None:
         """Call the handler once; its exception propagates (and crashes the incarnation)."""

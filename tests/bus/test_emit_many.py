@@ -306,3 +306,38 @@ async def test_a_nested_emit_many_is_caused_by_the_handled_message() -> None:
         assert ctx.correlation_id == root.correlation_id
         assert ctx.headers == {"trace": "t1"}
         assert ctx.timestamp >= root.timestamp
+
+
+async def test_a_dead_letter_for_a_handler_without_a_context_carries_the_message_identity() -> None:
+    roots: list[MessageContext] = []
+    letters: list[DeadLetter] = []
+    bounds: list[float] = []
+
+    async def fan(event: Other, ctx: MessageContext, bus: EventBus) -> None:
+        roots.append(ctx)
+        bounds.append(time.time())
+        bus.emit_nowait(Numbered(1))
+        await bus.emit_many([Numbered(2)])
+        bounds.append(time.time())
+
+    async def poison(event: Numbered) -> None:
+        raise Boom(str(event.n))
+
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    registry = MessageRegistry()
+    registry.register(fan, on_dead_letter)
+    registry.register(poison, retries=1, retry_backoff=0.0)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Other("go"))
+            await terminal.drain()
+    (root,) = roots
+    assert [letter.event for letter in letters] == [Numbered(1), Numbered(2)]
+    assert len({letter.context.message_id for letter in letters}) == 2
+    for letter in letters:
+        assert letter.context.causation_id == root.message_id
+        assert letter.context.correlation_id == root.correlation_id
+        assert bounds[0] <= letter.context.timestamp <= bounds[1]
+        assert letter.attempts == 2
