@@ -14,12 +14,15 @@ Cases (interleaved):
 - ``publish x5``: the same with five subscribed handlers (each call waits for all five in turn);
   calls/s, and the deliveries/s table below.
 - ``publish x1 (trio)``: an extra row on the trio backend.
+- ``... (uvloop)``: the raw round trip and ``publish x1`` on asyncio with uvloop's event loop
+  (extra rows, when the ``uvloop`` extra is installed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import anyio
 import pykka
@@ -30,12 +33,17 @@ from bus import BusTerminal, Event, MessageRegistry
 N = env_int("BENCH_N", 100_000)
 PYKKA_N = env_int("BENCH_PYKKA_N", max(1, N // 5))
 
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+
 
 class Ping(Event):
     n: int
 
 
-def raw_round_trip(n: int = N) -> tuple[int, float]:
+def raw_round_trip(n: int = N, backend: str = "asyncio") -> tuple[int, float]:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, asyncio.Future[int]] | None] = asyncio.Queue()
@@ -59,6 +67,10 @@ def raw_round_trip(n: int = N) -> tuple[int, float]:
         await task
         return elapsed
 
+    if backend == "uvloop":
+        assert uvloop is not None
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return n, runner.run(main())
     return n, asyncio.run(main())
 
 
@@ -101,23 +113,27 @@ def ours_publish(n: int = N, handlers: int = 1, backend: str = "asyncio") -> tup
                 await publish(event)
             return time.perf_counter() - start
 
+    if backend == "uvloop":
+        return n, anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
     return n, anyio.run(main, backend=backend)
 
 
 def main() -> None:
     rounds = repeats()
     print(f"publish: N={N:,} (pykka N={PYKKA_N:,}), {rounds} rounds, asyncio backend unless noted")
-    rates = run_cases(
-        [
-            ("raw future round trip", raw_round_trip),
-            ("publish x1", ours_publish),
-            ("pykka ask", pykka_ask),
-            ("publish x5", lambda: ours_publish(max(1, N // 5), handlers=5)),
-            ("publish x1 (trio)", lambda: ours_publish(backend="trio")),
-        ],
-        rounds,
-        label="publish",
-    )
+    cases: list[tuple[str, Callable[[], tuple[int, float]]]] = [
+        ("raw future round trip", raw_round_trip),
+        ("publish x1", ours_publish),
+        ("pykka ask", pykka_ask),
+        ("publish x5", lambda: ours_publish(max(1, N // 5), handlers=5)),
+        ("publish x1 (trio)", lambda: ours_publish(backend="trio")),
+    ]
+    if uvloop is not None:
+        cases += [
+            ("raw future round trip (uvloop)", lambda: raw_round_trip(backend="uvloop")),
+            ("publish x1 (uvloop)", lambda: ours_publish(backend="uvloop")),
+        ]
+    rates = run_cases(cases, rounds, label="publish")
     deliveries = {"publish x5 (deliveries/s)": [r * 5 for r in rates["publish x5"]]}
     report(
         "bench_publish",
@@ -125,12 +141,13 @@ def main() -> None:
             (
                 f"publish, awaited, N={N:,}",
                 rates,
-                ["raw future round trip", "pykka ask"],
+                ["raw future round trip", "pykka ask"]
+                + (["raw future round trip (uvloop)"] if uvloop is not None else []),
                 "calls/s",
             ),
             ("publish to 5 handlers", deliveries, [], "handler deliveries/s"),
         ],
-        extra={"n": N, "pykka_n": PYKKA_N},
+        extra={"n": N, "pykka_n": PYKKA_N, "uvloop": uvloop is not None},
     )
 
 

@@ -108,7 +108,18 @@ class EventBus(BusHandle, Generic[E]):
         payload = (event, context, None)
         new_future = dispatcher.new_future
         for slot in route.slots:
-            await _ask(slot, Request(payload, new_future()))
+            request = Request(payload, new_future())
+            mailbox = slot.mailbox
+            if mailbox is None or not mailbox.has_room():
+                await _ask(slot, request)
+                continue
+            # _ask inlined for the common case (room in the mailbox): one coroutine layer less
+            mailbox.put_nowait(request)
+            try:
+                await request.reply
+            except BaseException as exc:
+                _reply_failed(slot, mailbox, request, exc)
+                raise
 
     async def _publish_nested(
         self,
@@ -464,21 +475,27 @@ async def _ask(slot: HandlerSlot, request: Request) -> None:
         raise MailboxFullError(str(exc)) from None
     try:
         await request.reply
-    except ActorStoppedError as exc:
+    except BaseException as exc:
+        _reply_failed(slot, mailbox, request, exc)
+        raise
+
+
+def _reply_failed(slot: HandlerSlot, mailbox: Mailbox, request: Request, exc: BaseException) -> None:
+    """A publish request's reply failed with ``exc`` (called in its ``except`` block): raise what
+    ``publish`` raises instead, or return for ``exc`` to be raised as itself."""
+    if isinstance(exc, ActorStoppedError):
         if exc is slot.last_error:
-            raise  # the handler's own exception, raised as itself
+            return  # the handler's own exception, raised as itself
         if mailbox.closed:
             raise HandlerStoppedError(f"handler {slot.name!r} is stopped for good") from exc
         raise HandlerStoppedError(
             f"handler {slot.name!r} was stopped while it processed the event"
         ) from exc
-    except RequestDroppedError as exc:
+    if isinstance(exc, RequestDroppedError):
         raise MailboxFullError(str(exc)) from None
-    except BaseException:
-        # the caller gave up (cancelled, timed out): a request still queued is withdrawn, so it
-        # never runs after its caller was told it failed; one already running completes
-        _withdraw(mailbox, request)
-        raise
+    # the caller gave up (cancelled, timed out): a request still queued is withdrawn, so it
+    # never runs after its caller was told it failed; one already running completes
+    _withdraw(mailbox, request)
 
 
 def _withdraw(mailbox: Mailbox, request: Request) -> None:

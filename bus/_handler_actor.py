@@ -152,6 +152,18 @@ class HandlerActor(Actor):
 
     async def receive(self, message: Any) -> Any:
         if len(message) == 3:  # published: (event, context or stamp, None)
+            if self._plain and not self._with_context:
+                event = message[0]
+                try:
+                    await self._func(event)  # called here: one coroutine layer less than handle()
+                except Exception as exc:
+                    self._failed(exc, event)
+                    raise
+                except asyncio.CancelledError as exc:
+                    if not _foreign(exc):
+                        raise
+                    raise self._cancelled(event) from exc
+                return
             await self.handle(message[0], message[1])
             return
         # emitted: (event, *stamp) or (event, context); counted done once processed, for drain()
