@@ -91,7 +91,7 @@ def anyio_stream(n: int = N, backend: str = "asyncio") -> tuple[int, float]:
             await done.wait()
             return time.perf_counter() - start
 
-    return n, anyio.run(main, backend=backend)
+    return n, _run(main, backend)
 
 
 def asyncio_queue(n: int = N) -> tuple[int, float]:

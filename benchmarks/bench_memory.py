@@ -23,6 +23,8 @@ state, unbounded mailbox); each is told one message, and the reading is taken on
 it and 3 s passed. ``handlers``: a ``MessageRegistry`` with N distinct handler functions (made by a
 closure factory, distinct ``__qualname__``), each with its default policy, run by a ``BusTerminal``:
 one supervised handler actor per function; one event is emitted to all of them, then the same wait.
+A last table repeats the ``handlers`` tracemalloc reading for 1, 10, 100 and 10,000 handlers (one
+round each): with few handlers the terminal's own tree dominates the per-handler figure.
 The "just started" rows: the same actors right after the start, before any message (an actor with
 an empty mailbox holds no task from its start on; before activation on demand each was parked in a
 task of its own), for comparison.
@@ -53,6 +55,7 @@ from supervisor import ChildSpec, open_supervisor
 
 ACTORS = env_int("BENCH_ACTORS", 100_000)
 HANDLERS = env_int("BENCH_HANDLERS", 10_000)
+SCALES = (1, 10, 100, 10_000)
 TARGET = 512
 #: how long the actors sit idle before the reading: past the default linger (1 s) and its sweep
 IDLE_SECONDS = 3.0
@@ -96,7 +99,7 @@ def _measure(traced: bool) -> int:
     return rss_bytes()
 
 
-def measure(kind: str, traced: bool) -> dict[str, float]:
+def measure(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
     """One measurement in this process: bytes per actor (and per registration, for handlers)."""
     if traced:
         tracemalloc.start()
@@ -121,7 +124,7 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
                 after = _measure(traced)
                 assert len(sup.which_children()) == n
         else:
-            n = HANDLERS
+            n = count or HANDLERS
             setup_before = _measure(traced)
             counter = [Countdown(n)]
             registry = MessageRegistry()
@@ -145,10 +148,10 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
     return anyio.run(main)
 
 
-def _subprocess(kind: str, traced: bool) -> dict[str, float]:
+def _subprocess(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
     mode = "traced" if traced else "rss"
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode],
+        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode, str(count)],
         check=True,
         capture_output=True,
         text=True,
@@ -158,8 +161,8 @@ def _subprocess(kind: str, traced: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--one":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced")))
+    if len(sys.argv) == 5 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced", int(sys.argv[4]))))
         return
     rounds = repeats(1)
     print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
@@ -184,6 +187,13 @@ def main() -> None:
             if key in setup_labels:
                 setup.setdefault(setup_labels[key], []).append(result["setup_per_actor"])
         print(f"  memory round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    # scaling: the same bus-handler reading for 1, 10, 100 and 10,000 handlers (what the
+    # terminal costs whatever the number of handlers shows up in the small counts)
+    scaling: dict[str, list[float]] = {}
+    for count in SCALES:
+        result = _subprocess("handlers", True, count)
+        scaling[f"{count:,} bus handlers, tracemalloc"] = [result["per_actor"]]
+        print(f"  scaling {count:,} handlers done", file=sys.stderr, flush=True)
     medians = {k: sorted(v)[len(v) // 2] for k, v in per_actor.items()}
     verdicts = {k: ("pass" if m <= TARGET else "miss") for k, m in medians.items()}
     report(
@@ -197,6 +207,7 @@ def main() -> None:
             ),
             ("just started, no message yet (minus before start)", parked, [], "bytes/actor"),
             ("set-up memory, not counted above", setup, [], "bytes/item"),
+            ("idle bus handlers by number (1 round each)", scaling, [], "bytes/handler"),
         ],
         extra={
             "actors": ACTORS,
