@@ -122,6 +122,13 @@ class PostgresSink(Sink):
             raise SinkError(msg)
         return self._connection
 
+    async def _usable_connection(self) -> Any:
+        """The open connection, or a new one when the last was lost or discarded."""
+        connection = self._connected()
+        if connection.is_closed():
+            self._connection = connection = await self._connect()
+        return connection
+
     async def write(self, batch: Sequence[tuple[Event, MessageContext]]) -> None:
         """Insert ``batch`` in one transaction, skipping message ids already stored."""
         self._connected()
@@ -138,10 +145,12 @@ class PostgresSink(Sink):
             msg = f"a sink batch holds (Event, MessageContext) pairs: {error}"
             raise TypeError(msg) from error
         async with self._lock:
-            connection = self._connected()
-            if connection.is_closed():
-                self._connection = connection = await self._connect()
-            await connection.execute(self._insert, ids, types, events, contexts)
+            connection = await self._usable_connection()
+            try:
+                await connection.execute(self._insert, ids, types, events, contexts)
+            except BaseException:
+                _discard(connection)
+                raise
 
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every stored message in store order, decoded to its original event class.
@@ -150,7 +159,12 @@ class PostgresSink(Sink):
         ``seq`` and its message id, handled as ``on_error`` says (see `Sink.report_bad_record`)."""
         self.check_on_error(on_error)
         async with self._lock:
-            rows = await self._connected().fetch(self._select)
+            connection = await self._usable_connection()
+            try:
+                rows = await connection.fetch(self._select)
+            except BaseException:
+                _discard(connection)
+                raise
         decode_event = JSON.decode_event
         decode_context = JSON.decode_context
         messages: list[tuple[Event, MessageContext]] = []
@@ -174,3 +188,13 @@ class PostgresSink(Sink):
             connection, self._connection = self._connection, None
             if connection is not None:
                 await connection.close()
+
+
+def _discard(connection: Any) -> None:
+    """Drop a connection whose statement failed or was cancelled, so the next call opens a new one.
+
+    A statement cut short (the server ended the session, a timeout, a cancellation) can leave an
+    asyncpg connection that still looks open but refuses every later call with "another operation
+    is in progress": retrying on it would hold the batch hostage for ever.
+    """
+    connection.terminate()

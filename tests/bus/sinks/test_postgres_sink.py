@@ -211,6 +211,28 @@ async def test_a_connection_lost_between_batches_is_opened_again(
         assert await sink.read() == first + second
 
 
+async def test_a_write_cut_short_leaves_the_sink_able_to_write_the_batch_again(
+    postgres_server: PostgresServer, store: Path
+) -> None:
+    table = table_for(store)
+    first, second = contract.sample_batch(), contract.sample_batch()
+    async with PostgresSink(postgres_server.dsn, table=table) as sink:
+        await sink.write(first)
+        admin = await asyncpg.connect(postgres_server.dsn)
+        try:
+            locked = admin.transaction()
+            await locked.start()
+            await admin.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            with anyio.move_on_after(0.5) as waited:
+                await sink.write(second)  # blocks on the lock until cancelled
+            assert waited.cancel_called
+            await locked.rollback()
+        finally:
+            await admin.close()
+        await sink.write(second)  # as the sink actor does: the same batch again, at once
+        assert await sink.read() == first + second
+
+
 async def test_a_row_that_does_not_decode_is_named_by_read(
     postgres_server: PostgresServer, store: Path
 ) -> None:
