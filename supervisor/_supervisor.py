@@ -23,6 +23,7 @@ from actors import (
     current_future_factory,
     escaped_cancellation,
 )
+from supervisor._activations import Activations
 from supervisor._child import (
     Child,
     ChildState,
@@ -80,6 +81,8 @@ class Supervisor:
         self._restart_times: list[float] = []
         #: retires idle actor children (None with linger=None); one per incarnation
         self._sweeper: Sweeper | None = None
+        #: runs idle actor children again (None with linger=None); one per incarnation
+        self._activations: Activations | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
         #: "starting" (static children starting), "running" or "stopped"
@@ -247,6 +250,7 @@ class Supervisor:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._phase = "starting"
+                self._activations = None if self._sweeper is None else Activations(tg, self._context)
                 if self._sweeper is not None:
                     tg.start_soon(self._sweeper.run, name=f"supervisor {self.name} linger")
                 try:
@@ -366,15 +370,16 @@ class Supervisor:
         if sweeper is not None and isinstance(runnable, ActorCell):
             sweeper.track(runnable)
             if started is None:
+                assert self._activations is not None
                 # an activation runs in the context its incarnation's on_start left, not in the
                 # context of whoever sent the message that woke it
-                context = runnable.task_context or self._context
-                context.run(self._start_soon, tg, child, scope)
+                self._activations.start(
+                    runnable.task_context or self._context,
+                    self._run_child, child, child.incarnation, None, scope,
+                    name=child.spec.id,
+                )
                 return
         tg.start_soon(self._run_child, child, child.incarnation, started, scope, name=child.spec.id)
-
-    def _start_soon(self, tg: anyio.abc.TaskGroup, child: Child, scope: anyio.CancelScope) -> None:
-        tg.start_soon(self._run_child, child, child.incarnation, None, scope, name=child.spec.id)
 
     async def _run_child(
         self, child: Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
