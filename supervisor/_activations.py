@@ -43,12 +43,19 @@ class Activations:
         self._running += 1
         tg = self._tg
         if tg is not None:
-            context.run(tg.start_soon, self._activation, run, args, name=name)
+            context.run(self._spawn, tg, run, args, name)
             return
         self._pending.append((context, run, args, name))
         if not self._opening:
             self._opening = True
-            self._context.run(self._parent.start_soon, self._host, name="activations")
+            self._context.run(self._start_host)
+
+    def _start_host(self) -> None:
+        self._parent.start_soon(self._host, name="activations")
+
+    def _spawn(self, tg: anyio.abc.TaskGroup, run: Run, args: tuple[Any, ...], name: str) -> None:
+        # called inside the activation's context: the new task's context is a copy of it
+        tg.start_soon(self._activation, run, args, name=name)
 
     async def _host(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -56,7 +63,7 @@ class Activations:
             self._opening = False
             pending, self._pending = self._pending, []
             for context, run, args, name in pending:
-                context.run(tg.start_soon, self._activation, run, args, name=name)
+                context.run(self._spawn, tg, run, args, name)
 
     async def _activation(self, run: Run, args: tuple[Any, ...]) -> None:
         try:
