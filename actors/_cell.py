@@ -91,9 +91,11 @@ class _Rare:
     """The parts of an actor's state that most actors never use, made on first use: an idle actor
     costs one slot for them rather than four."""
 
-    __slots__ = ("pause", "terminated", "vars", "watchers")
+    __slots__ = ("pause", "redelivery", "terminated", "vars", "watchers")
 
     def __init__(self) -> None:
+        #: the message that crashed the last incarnation and its next attempt number, to go first
+        self.redelivery: tuple[Any, int] | None = None
         self.pause: OneShot | None = None
         self.terminated: Terminated | None = None
         #: the context variables its incarnation's on_start set (see ``ActorCell.task_context``)
@@ -101,7 +103,32 @@ class _Rare:
         self.watchers: list[Watcher] | None = None
 
     def unused(self) -> bool:
-        return self.pause is None and self.terminated is None and self.vars is None and not self.watchers
+        return (
+            self.redelivery is None
+            and self.pause is None
+            and self.terminated is None
+            and self.vars is None
+            and not self.watchers
+        )
+
+
+class ActorSetup(Protocol):
+    """What an actor is made from: ``start()`` makes the ``Actor`` of each incarnation, ``redelivery``
+    retries what crashed it. A ``supervisor.ChildSpec`` is one (see ``ActorCell``'s ``setup``)."""
+
+    @property
+    def start(self) -> Any: ...
+
+    @property
+    def redelivery(self) -> Redelivery: ...
+
+
+class _Setup:
+    __slots__ = ("redelivery", "start")
+
+    def __init__(self, start: Callable[[], Actor], redelivery: Redelivery) -> None:
+        self.start = start
+        self.redelivery = redelivery
 
 
 class ActorCell(Mailbox, ActorContext):
@@ -114,16 +141,14 @@ class ActorCell(Mailbox, ActorContext):
 
     __slots__ = (
         "_actor",
-        "_factory",
         "_host",
         "_rare",
-        "_redelivery",
+        "_setup",
         "_stop_requested",
         "attempt",
         "failed",
         "incarnation",
         "processed",
-        "redelivery",
         "ref",
     )
 
@@ -136,7 +161,11 @@ class ActorCell(Mailbox, ActorContext):
         redelivery: Redelivery = NO_REDELIVERY,
         dead_letters: DeadLetters | None = None,
         new_future: FutureFactory | None = None,
+        setup: ActorSetup | None = None,
     ) -> None:
+        """``setup``, when given, is read instead of ``factory`` and ``redelivery`` (its ``start`` and
+        ``redelivery``), whenever they are needed: an object the owner keeps anyway (a supervisor's
+        ``ChildSpec``) rather than two more references per actor."""
         Mailbox.__init__(
             self,
             name,
@@ -145,18 +174,26 @@ class ActorCell(Mailbox, ActorContext):
             new_future or current_future_factory(),
         )
         self.attempt = 1
-        self._factory = factory
-        self.redelivery = redelivery
+        self._setup: ActorSetup = _Setup(factory, redelivery) if setup is None else setup
         self.ref = ActorRef(self)
         self.incarnation = 0
         self.processed = 0
         self.failed = 0
-        self._redelivery: tuple[Any, int] | None = None
         self._stop_requested = False
         self._rare: _Rare | None = None
         #: the live incarnation, between its on_start and its end (also while it is idle)
         self._actor: Actor | None = None
         self._host: ActivationHost | None = None
+
+    @property
+    def setup(self) -> ActorSetup:
+        """What each incarnation is made from (``start``) and how crashed messages are retried."""
+        return self._setup
+
+    @property
+    def redelivery(self) -> Redelivery:
+        """How a message that crashed the actor is retried."""
+        return self._setup.redelivery
 
     @property
     def mailbox(self) -> Mailbox:
@@ -168,6 +205,16 @@ class ActorCell(Mailbox, ActorContext):
         if rare is None:
             self._rare = rare = _Rare()
         return rare
+
+    def _pending(self) -> tuple[Any, int] | None:
+        rare = self._rare
+        return None if rare is None else rare.redelivery
+
+    def _clear_pending(self) -> None:
+        rare = self._rare
+        if rare is not None:
+            rare.redelivery = None
+            self._drop_rare_if_unused()
 
     def _drop_rare_if_unused(self) -> None:
         rare = self._rare
@@ -197,7 +244,7 @@ class ActorCell(Mailbox, ActorContext):
         if rare.terminated is not None:
             return
         rare.terminated = notice = Terminated(self.name, error)
-        pending, self._redelivery = self._redelivery, None
+        pending, rare.redelivery = rare.redelivery, None
         if pending is not None:
             self._lose(pending[0], DeadLetterReason.STOPPED, error, pending[1] - 1)
         self._actor = None
@@ -240,7 +287,7 @@ class ActorCell(Mailbox, ActorContext):
         return ActorStatistics(
             self.name,
             self.incarnation,
-            len(self.queue) + (self._redelivery is not None),
+            len(self.queue) + (self._pending() is not None),
             self.processed,
             self.failed,
             not self._closed,
@@ -299,7 +346,7 @@ class ActorCell(Mailbox, ActorContext):
         ``linger_check``); the incarnation then lives on without a task until a message or a stop
         request makes the host call ``activate`` and then ``resume`` in a new task.
         """
-        actor = self._factory()
+        actor: Actor = self._setup.start()
         actor._context = self
         self.incarnation += 1
         self._stop_requested = False
@@ -322,7 +369,7 @@ class ActorCell(Mailbox, ActorContext):
                 self._rare_state().vars = changed
         self._actor = actor
         started()
-        if host is not None and not self.queue and self._redelivery is None and not self._stop_requested:
+        if host is not None and not self.queue and self._pending() is None and not self._stop_requested:
             # nothing to do yet: hold no task until the first message (a tree may start 100,000 actors)
             self.go_idle()
             return False
@@ -366,15 +413,18 @@ class ActorCell(Mailbox, ActorContext):
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
+        # only a crash, which ends this loop, sets a redelivery: it is looked up once, not per message
+        pending = self._pending()
         try:
             while not self._stop_requested:
-                if self._redelivery is not None:
-                    item, attempt = self._redelivery
+                if pending is not None:
+                    item, attempt = pending
                     delay = self.redelivery.delay
                     if delay is not None and not await self._paused(delay(attempt)):
                         item = None
                         break
-                    self._redelivery = None
+                    pending = None
+                    self._clear_pending()
                 elif queue:
                     item = queue.popleft()
                     if mailbox._senders:  # a sender waits for room: let one in
@@ -412,7 +462,7 @@ class ActorCell(Mailbox, ActorContext):
                 # not a kill: an ordinary crash, and the asker must not get a bare cancellation
                 self._crashed(item, attempt, crash)
                 raise crash from exc
-            if item is not None and self._redelivery is None:
+            if item is not None and pending is None:
                 # killed (cancelled), or a BaseException such as SystemExit that will end the tree:
                 # an asker gets that exception itself rather than a stopped-actor error
                 cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
@@ -427,9 +477,9 @@ class ActorCell(Mailbox, ActorContext):
             # asks are never redelivered: the error goes to the asker
             fail_request(item, error)
         elif attempt <= self.redelivery.max_redeliveries:
-            self._redelivery = (item, attempt + 1)
+            self._rare_state().redelivery = (item, attempt + 1)
         else:
-            self._redelivery = None
+            self._clear_pending()
             self._lose(item, DeadLetterReason.CRASHED, error, attempt)
 
     async def _paused(self, delay: float) -> bool:

@@ -4,7 +4,7 @@ events its loop handles, and the OTP rules applied to one exit."""
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import attrs
@@ -78,7 +78,7 @@ class ActorChild(ActorCell, _Record):
     """An actor child: the actor's cell and the supervisor's record of it in one object (a supervisor
     may have 100,000 idle children: one object each rather than two)."""
 
-    __slots__ = ("_more", "generation", "restarts", "scope", "spec", "state")
+    __slots__ = ("_more", "generation", "restarts", "scope", "state")
 
     def __init__(self, spec: ChildSpec, dead_letters: DeadLetters, new_future: FutureFactory) -> None:
         start = spec.start
@@ -90,13 +90,18 @@ class ActorChild(ActorCell, _Record):
             redelivery=spec.redelivery,
             dead_letters=dead_letters,
             new_future=new_future,
+            setup=spec,  # the cell reads start and redelivery from the spec: no copies
         )
-        self.spec = spec
         self.state = ChildState.STOPPED
         self.generation = 0
         self.restarts = 0
         self.scope: anyio.CancelScope | None = None
         self._more: ChildMore | None = None
+
+    @property
+    def spec(self) -> ChildSpec:  # type: ignore[override]
+        """This child's spec (the cell's setup)."""
+        return cast("ChildSpec", self.setup)
 
     @property
     def runnable(self) -> ActorChild:
