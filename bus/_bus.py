@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from threading import get_ident
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
@@ -16,9 +16,16 @@ from actors import (
     RequestDroppedError,
 )
 from actors._mailbox import Request
-from bus._dispatch import CURRENT_CHAIN, HandlerSlot, SinkItem, must_run_inline
-from bus._errors import BusError, HandlerStoppedError, MailboxFullError, SinkUnsetError
-from bus._events import Event, MessageContext
+from bus._codec import JSON
+from bus._dispatch import CURRENT_CHAIN, HandlerSlot, must_run_inline
+from bus._errors import (
+    BusClosedError,
+    BusError,
+    HandlerStoppedError,
+    MailboxFullError,
+    SinkUnsetError,
+)
+from bus._events import Event, MessageContext, check_headers, new_contexts
 
 if TYPE_CHECKING:
     from bus._dispatch import Dispatcher
@@ -54,9 +61,13 @@ class EventBus(Generic[E]):
         """The message this handle was given for (None for the terminal's root handle)."""
         return self._context
 
-    def _new_context(self, headers: Mapping[str, str] | None) -> MessageContext:
+    def _new_context(
+        self, headers: Mapping[str, str] | None, message_id: str | None = None
+    ) -> MessageContext:
         parent = self._context
-        return MessageContext.new(headers) if parent is None else parent.caused(headers)
+        if parent is None:
+            return MessageContext.new(headers, message_id=message_id)
+        return parent.caused(headers, message_id=message_id)
 
     async def publish(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
@@ -66,11 +77,14 @@ class EventBus(Generic[E]):
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("publish")
         route = dispatcher.route(event)
-        dispatcher.published += 1
         if not route.slots:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.published += 1
             dispatcher.unrouted += 1
             return
-        context = self._new_context(headers)
+        context = self._new_context(headers)  # bad headers raise here, before counting
+        dispatcher.published += 1
         chain = CURRENT_CHAIN.get()
         if chain:
             await self._publish_nested(route.slots, event, context, chain)
@@ -115,16 +129,21 @@ class EventBus(Generic[E]):
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("emit")
         route = dispatcher.route(event)
-        dispatcher.emitted += 1
         transport = dispatcher.transport
         if transport is not None and transport.carries(event):
             # to the handlers of every process, this one's included, through the transport
-            await transport.emit(event, self._new_context(headers))
+            context = self._new_context(headers)  # bad headers raise here, before counting
+            dispatcher.emitted += 1
+            await transport.emit(event, context)
             return
         if not route.slots:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
+        delivery = (event, self._new_context(headers))  # bad headers raise here, before counting
+        dispatcher.emitted += 1
         for guarded, capacity in route.room_checks:
             if len(guarded.queue) >= capacity:
                 break
@@ -166,20 +185,24 @@ class EventBus(Generic[E]):
         route = dispatcher.route(event)
         transport = dispatcher.transport
         if transport is not None and transport.carries(event):
+            context = self._new_context(headers)  # bad headers raise here, before counting
             dispatcher.emitted += 1
-            transport.emit_nowait(event, self._new_context(headers))
+            transport.emit_nowait(event, context)
             return
         for guarded, capacity in route.room_checks:
             if len(guarded.queue) >= capacity:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
-        dispatcher.emitted += 1
         mailboxes = route.mailboxes
         if not mailboxes:
+            if headers is not None:
+                check_headers(headers)  # refused whether anyone listens or not
+            dispatcher.emitted += 1
             dispatcher.unrouted += 1
             return
-        delivery = (event, self._new_context(headers))
+        delivery = (event, self._new_context(headers))  # bad headers raise here, before counting
+        dispatcher.emitted += 1
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
         for mailbox in mailboxes:
@@ -207,26 +230,95 @@ class EventBus(Generic[E]):
                 "event loop, or from a sync handler (which runs in an AnyIO worker thread)"
             ) from exc
 
-    async def sink(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
-        """Hand ``event`` to every configured sink and return once each stored it durably.
+    async def sink(
+        self,
+        event: E,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> MessageContext:
+        """Hand ``event`` to every configured sink and return its context once each stored it
+        durably.
 
-        Concurrent calls are written together (group commit). Raises ``SinkUnsetError`` when the
-        terminal has no sink."""
+        ``message_id`` is the caller's idempotency key: a call made again with the same id (say
+        after a timeout, or a crash, lost the acknowledgement) is stored once, also across
+        restarts. By default the message gets a fresh id; the context returned carries it.
+
+        The event is checked at the call: one that would not read back equal from storage (see
+        `Codec.check_round_trip`) raises `TypeError` here and is not stored. Concurrent calls are
+        written together (group commit); should the storage refuse this event alone, its error
+        is raised here while the others are stored. Raises ``SinkUnsetError`` when the terminal
+        has no sink, ``BusClosedError`` when it is not running (or stopped before the event was
+        stored: it may or may not be stored; call again with the same ``message_id``)."""
         dispatcher = self._dispatcher
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("sink")
         dispatcher.route(event)
-        if not dispatcher.sinks:
+        sinks = dispatcher.sinks
+        if not sinks:
             raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
-        context = self._new_context(headers)
-        futures = []
-        for slot in dispatcher.sinks:
-            assert slot.ref is not None
-            future = dispatcher.new_future()
-            slot.ref.tell_nowait(SinkItem(event, context, future))
-            futures.append(future)
-        for future in futures:
-            await future
+        context = self._new_context(headers, message_id)
+        JSON.check_round_trip(event)
+        pair = (event, context)
+        if len(sinks) == 1:
+            # the hot path: one future, resolved by the batch's commit
+            batch = sinks[0].submit_one(pair)
+            waiter = dispatcher.new_future()
+            batch.waiters.append(waiter)
+            await waiter
+            if batch.errors or batch.closed is not None:
+                batch.check([context.message_id])
+        else:
+            for batch in [slot.submit([pair]) for slot in sinks]:
+                await batch.outcome([context.message_id], dispatcher.new_future)
+        dispatcher.sunk += 1
+        return context
+
+    async def sink_many(
+        self,
+        events: Iterable[E],
+        *,
+        message_ids: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[MessageContext]:
+        """``sink`` for several events at once: they join one batch (one transaction per sink,
+        up to the batch limit), and their contexts (sharing the call's timestamp) are returned in
+        order once all are stored.
+
+        Every event is checked before any is accepted: a bad one raises `TypeError` naming its
+        index and nothing is stored. ``message_ids``, if given, holds one idempotency key per
+        event. If the storage refuses some of them on their own, the others are stored and the
+        first refused one's error is raised."""
+        dispatcher = self._dispatcher
+        if get_ident() != dispatcher.loop_thread:
+            raise _foreign_thread("sink_many")
+        if dispatcher.closed:
+            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
+        sinks = dispatcher.sinks
+        if not sinks:
+            raise SinkUnsetError("no sink is configured: pass sinks=[...] to BusTerminal")
+        events = list(events)
+        if message_ids is not None:
+            message_ids = list(message_ids)
+            if len(message_ids) != len(events):
+                msg = f"got {len(message_ids)} message_ids for {len(events)} events"
+                raise ValueError(msg)
+        route = dispatcher.route
+        for index, event in enumerate(events):
+            try:
+                route(event)
+            except TypeError as error:
+                raise TypeError(f"events[{index}]: {error}") from error
+        contexts = new_contexts(self._context, len(events), headers, message_ids)
+        JSON.check_round_trip_many(events)
+        pairs: list[tuple[Event, MessageContext]] = list(zip(events, contexts, strict=True))
+        if not pairs:
+            return []
+        ids = [context.message_id for _, context in pairs]
+        for batch in [slot.submit(pairs) for slot in sinks]:
+            await batch.outcome(ids, dispatcher.new_future)
+        dispatcher.sunk += len(pairs)
+        return contexts
 
     def __repr__(self) -> str:
         return f"<EventBus context={self._context!r}>"

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, final
 
 import attrs
 import msgspec
 
-from bus._events import Event, MessageContext, event_class
+from bus._events import Event, MessageContext, check_headers, check_wire_name, event_class
 
 _Format = Literal["json", "msgpack"]
 
@@ -105,10 +105,12 @@ def _twin(cls: type[Event], nested: dict[str, tuple[type, ...]]) -> type[msgspec
 class Codec:
     """Encodes events with their contexts to bytes, and decodes them back to their classes.
 
-    Use the two instances `JSON` and `MSGPACK`. Decoding raises `UnknownEventTypeError` for a
-    type name no class is registered under, and `msgspec.DecodeError` (or its subclass
-    `msgspec.ValidationError`) for malformed bytes or fields of the wrong type. Instances are
-    safe to share between threads.
+    Use the two instances `JSON` and `MSGPACK`. Encoding raises `TypeError` for something that
+    is not an `Event` with a `MessageContext`, for headers that are not str to str, and for an
+    event class defined in a script without an explicit type name (see `Event`). Decoding
+    raises `UnknownEventTypeError` for a type name no class is registered under, and
+    `msgspec.DecodeError` (or its subclass `msgspec.ValidationError`) for malformed bytes or
+    fields of the wrong type. Instances are safe to share between threads.
     """
 
     def __init__(self, name: _Format) -> None:
@@ -124,9 +126,7 @@ class Codec:
         self._plans: dict[type, _Plan] = {}
         # Classes without event fields, encoded as they are: the fast path.
         self._flat: set[type] = set()
-        # Bound straight to msgspec, as these run once per message on a sink's hot path.
-        self.encode_context: Callable[[MessageContext], bytes] = self._encode
-        """``context`` alone, as bytes."""
+        self._list_decoders: dict[type, Callable[[bytes], list[Event]]] = {}
         self.decode_context: Callable[[bytes], MessageContext] = module.Decoder(
             MessageContext
         ).decode
@@ -134,6 +134,45 @@ class Codec:
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r})"
+
+    def encode_context(self, context: MessageContext) -> bytes:
+        """``context`` alone, as bytes; `TypeError` for anything but a `MessageContext` with str
+        headers."""
+        if type(context) is not MessageContext:
+            msg = f"expected a MessageContext, got {type(context).__qualname__} {context!r}"
+            raise TypeError(msg)
+        if context.headers:
+            check_headers(context.headers)
+        return self._encode(context)
+
+    def check_round_trip_many(self, events: Sequence[Event]) -> None:
+        """`check_round_trip` for each of ``events``, in one encoding per event class where it
+        can; `TypeError` naming the index (``events[3]: ...``) of an event that fails."""
+        by_class: dict[type[Event], list[int]] = {}
+        for index, event in enumerate(events):
+            by_class.setdefault(type(event), []).append(index)
+        for cls, indexes in by_class.items():
+            group = [events[index] for index in indexes]
+            if cls in self._flat and cls.__struct_config__.eq:
+                try:
+                    back = self._list_decoder(cls)(self._encode(group))
+                except Exception:  # noqa: BLE001 - the loop below says which and why
+                    pass
+                else:
+                    if back == group:
+                        continue
+            for index in indexes:
+                try:
+                    self.check_round_trip(events[index])
+                except TypeError as error:
+                    msg = f"events[{index}]: {error}"
+                    raise TypeError(msg) from error
+
+    def _list_decoder(self, cls: type) -> Callable[[bytes], list[Event]]:
+        decode = self._list_decoders.get(cls)
+        if decode is None:
+            decode = self._list_decoders[cls] = self._decoder_for(list[cls]).decode  # type: ignore[valid-type]
+        return decode
 
     def _plan(self, cls: type) -> _Plan:
         plan = self._plans.get(cls)
@@ -149,8 +188,6 @@ class Codec:
             twin = _twin(cls, nested) if nested else None
             decoder = self._decoder_for(twin if twin is not None else cls)
             plan = self._plans[cls] = _Plan(cls, decoder, nested, twin)
-            if twin is None:
-                self._flat.add(cls)
         return plan
 
     def _wire(self, event: Event) -> msgspec.Struct:
@@ -158,7 +195,11 @@ class Codec:
         if type(event) in self._flat:
             return event
         plan = self._plan(type(event))
+        # Checked on encoding only: rows a script wrote under "__main__.X" can still be read by a
+        # class that takes that name explicitly.
+        check_wire_name(plan.cls)
         if plan.twin is None:
+            self._flat.add(plan.cls)
             return event
         values = msgspec.structs.asdict(event)
         for field in plan.nested:
@@ -196,7 +237,57 @@ class Codec:
     def encode(self, event: Event, context: MessageContext) -> bytes:
         """One message as an envelope: ``{"type": ..., "event": {...}, "context": {...}}``."""
         wire = self._wire(event)
+        if type(context) is not MessageContext:
+            msg = f"expected a MessageContext, got {type(context).__qualname__} {context!r}"
+            raise TypeError(msg)
+        if context.headers:
+            check_headers(context.headers)
         return self._encode(_Envelope(type(event).__type_name__, wire, context))
+
+    def check_round_trip(self, event: Event) -> bytes:
+        """The body of ``event`` (as `encode_event` makes it), once it is known to decode back
+        equal to ``event``; `TypeError` saying why otherwise.
+
+        What this refuses: a value that cannot be encoded (an ``object()`` in a field typed
+        ``object``), a float that is NaN or infinite in JSON (which has no form for them), and a
+        value that would come back different (a tuple or bytes in a field typed ``Any``). The bus
+        runs it on every ``sink`` call, so that what a sink acknowledges reads back equal.
+        """
+        cls = type(event)
+        if cls in self._flat:
+            # the common case, kept lean: it runs on every `sink` call
+            try:
+                body = self._encode(event)
+                back = self._plans[cls].decoder.decode(body)
+            except Exception:  # noqa: BLE001 - the slow path below says what is wrong
+                pass
+            else:
+                if back == event if cls.__struct_config__.eq else self._encode(back) == body:
+                    return body
+        name = cls.__qualname__
+        try:
+            body = self.encode_event(event)
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as error:
+            msg = f"{name} cannot be encoded to {self.name}: {error}"
+            raise TypeError(msg) from error
+        try:
+            back = self.decode_event(type(event).__type_name__, body)
+        except msgspec.DecodeError as error:
+            hint = ""
+            if self.name == "json" and "null" in str(error):
+                hint = " (NaN and infinite floats have no JSON form and are written as null)"
+            msg = f"{name} would not read back from {self.name}{hint}: {error}"
+            raise TypeError(msg) from error
+        # eq=False compares identities: compare what the two encode to instead
+        same = back == event if type(event).__struct_config__.eq else self.encode_event(back) == body
+        if not same:
+            msg = (
+                f"{name} would read back from {self.name} as {back!r}, not as {event!r}: "
+                "type its fields precisely (a field typed Any or object reads tuples back as "
+                "lists, bytes as text, NaN as None)"
+            )
+            raise TypeError(msg)
+        return body
 
     def decode(self, data: bytes) -> tuple[Event, MessageContext]:
         """The event, as its original class, and the context from an envelope `encode` made."""

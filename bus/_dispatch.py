@@ -26,6 +26,7 @@ from bus._events import (
 from bus._handlers import RegisteredHandler
 from bus._log import logger, notices_logger
 from bus._restarts import CrashLoop
+from bus._sink_actor import SinkSlot
 
 if TYPE_CHECKING:
     from bus._bus import EventBus
@@ -120,29 +121,6 @@ class Route:
             if not mailbox.has_room():
                 return slot
         return None
-
-
-class SinkItem:
-    """One event handed to one sink actor, with the future its ``sink`` caller awaits."""
-
-    __slots__ = ("context", "event", "future")
-
-    def __init__(self, event: Event, context: MessageContext, future: OneShot) -> None:
-        self.event = event
-        self.context = context
-        self.future = future
-
-
-@attrs.define(eq=False)
-class SinkSlot:
-    """A configured sink, its actor and the batch in flight (which survives the actor's restarts)."""
-
-    sink: Sink
-    name: str
-    ref: ActorRef | None = None
-    batch: list[SinkItem] = attrs.Factory(list)
-    stored: int = 0
-    failures: int = 0
 
 
 def must_run_inline(target: HandlerSlot, chain: tuple[HandlerSlot, ...]) -> bool:
@@ -331,11 +309,6 @@ class Dispatcher:
                 return
             notice = DeadLetter(letter.recipient, event, context, error, letter.attempts, reason)
             self.notify(notice, about=letter.recipient)
-        elif type(message) is SinkItem:
-            if letter.reason is DeadLetterReason.CRASHED:
-                return  # the sink actor keeps it in its batch in flight and writes it again
-            if not message.future.done():
-                message.future.set_exception(BusClosedError("the sink stopped before storing the event"))
 
 
 def _subscribes_to_notice(slot: HandlerSlot, notice_type: type) -> bool:

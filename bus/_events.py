@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, final
 
 import msgspec
@@ -37,6 +38,12 @@ class Event(msgspec.Struct, **_FROZEN):
             name: str
             content: str
 
+    A class defined in a script (module ``__main__``) has a default name ``"__main__.X"`` that
+    would not decode where the same module is imported under its real name (``uvicorn app:api``,
+    pytest), so such a class can be published and emitted, but storing or encoding it
+    (``bus.sink``, `Codec.encode`) raises `TypeError` until it is given an explicit
+    ``__type_name__``.
+
     A subclass does not inherit its parent's explicit name: it gets its own default. Two
     different classes claiming one name raise `RegistrationError` at the second class statement,
     except that defining again a class with the same module and qualified name (a test, a notebook
@@ -54,11 +61,17 @@ def _same_definition(a: type, b: type) -> bool:
     return a.__module__ == b.__module__ and a.__qualname__ == b.__qualname__
 
 
+#: classes whose type name is the default one of a class defined in ``__main__``
+_SCRIPT_NAMED: set[type] = set()
+
+
 def _register(cls: type[Event]) -> None:
     explicit = cls.__dict__.get("__type_name__")
     if explicit is None:
         name = f"{cls.__module__}.{cls.__qualname__}"
         cls.__type_name__ = name
+        if cls.__module__ == "__main__":
+            _SCRIPT_NAMED.add(cls)
     elif isinstance(explicit, str) and explicit:
         name = explicit
     else:
@@ -91,17 +104,58 @@ def event_type_name(cls: type[Event]) -> str:
     return cls.__type_name__
 
 
+def check_wire_name(cls: type[Event]) -> None:
+    """Raise `TypeError` if ``cls`` has no type name that decodes in another process.
+
+    That is a class defined in a script (module ``__main__``) without an explicit
+    ``__type_name__``: its default name ``"__main__.X"`` is not the name it gets when its module
+    is imported, so what a script stores could not be read back by the application.
+    """
+    if cls in _SCRIPT_NAMED:
+        msg = (
+            f"event class {cls.__qualname__} is defined in a script (module __main__), so its "
+            f"default type name {cls.__type_name__!r} would not decode where the module is "
+            "imported under its own name; give it an explicit, stable name: "
+            f"class {cls.__qualname__}(Event): __type_name__ = \"<app>.{cls.__qualname__}\""
+        )
+        raise TypeError(msg)
+
+
 def event_class(name: str) -> type[Event]:
     """The Event class registered under the type name ``name``.
 
     Raises `UnknownEventTypeError` (a `KeyError`) when no class of that name has been defined in
-    this process, typically because its module was not imported.
+    this process; its message says what to do (import the module, or give the class that wrote
+    the data this name as its ``__type_name__``).
     """
     try:
         return _REGISTRY[name]
     except KeyError:
-        msg = f"unknown event type {name!r}: is the module that defines it imported?"
-        raise UnknownEventTypeError(msg) from None
+        raise UnknownEventTypeError(_unknown_name_advice(name)) from None
+
+
+def _unknown_name_advice(name: str) -> str:
+    head = f"unknown event type {name!r}: "
+    if name.startswith("__main__."):
+        return head + (
+            "it was written by a class defined in a script (module __main__) under its default "
+            f"name; to read it, set __type_name__ = {name!r} on that class (and give new event "
+            "classes an explicit __type_name__)"
+        )
+    module, _, qualname = name.rpartition(".")
+    if module and module in sys.modules:
+        return head + (
+            f"module {module!r} is imported but has no Event class {qualname!r} registered under "
+            "that name; if the class was renamed or moved, set "
+            f"__type_name__ = {name!r} on it"
+        )
+    if module:
+        return head + (
+            f"no class has that name in this process; import the module that defines it "
+            f"({module!r} if the name is a default one), or define a class with "
+            f"__type_name__ = {name!r}"
+        )
+    return head + f"no class has that name; define one with __type_name__ = {name!r}"
 
 
 # A message id is a 128-bit number written as 32 hex digits, like uuid4().hex: 64 random bits
@@ -135,6 +189,41 @@ def new_message_id() -> str:
 
 
 _now = time.time
+
+
+def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` as a new dict, after checking that every key and value is a `str`.
+
+    Raises `TypeError` naming the first offending key: a header that is not text could not be
+    stored or sent and read back.
+    """
+    if not isinstance(headers, Mapping):
+        msg = f"headers must be a mapping of str to str, got {type(headers).__qualname__}"
+        raise TypeError(msg)
+    checked = dict(headers)
+    for key, value in checked.items():
+        if type(key) is not str or type(value) is not str:
+            if not isinstance(key, str):
+                msg = f"header keys must be str, got {key!r} ({type(key).__qualname__})"
+                raise TypeError(msg)
+            if not isinstance(value, str):
+                msg = f"header {key!r} must be a str, got {type(value).__qualname__} {value!r}"
+                raise TypeError(msg)
+    return checked
+
+
+def check_message_id(message_id: object) -> str:
+    """``message_id`` if it is a usable message id: a non-empty `str` of printable characters.
+
+    Raises `TypeError` (not a str) or `ValueError` (empty, or holding control characters).
+    """
+    if not isinstance(message_id, str):
+        msg = f"message_id must be a str, got {type(message_id).__qualname__} {message_id!r}"
+        raise TypeError(msg)
+    if not message_id or not message_id.isprintable():
+        msg = f"message_id must be a non-empty str of printable characters, got {message_id!r}"
+        raise ValueError(msg)
+    return message_id
 
 
 @final
@@ -171,36 +260,80 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
         cls,
         headers: Mapping[str, str] | None = None,
         correlation_id: str | None = None,
+        *,
+        message_id: str | None = None,
     ) -> MessageContext:
         """A context for a root message: fresh id, no cause, first attempt.
 
         ``correlation_id`` joins the message to an existing conversation (for example an id from
-        an incoming HTTP request); by default it is the new message's own id.
+        an incoming HTTP request); by default it is the new message's own id. ``message_id``
+        replaces the fresh id with the caller's own (an idempotency key, see ``bus.sink``).
+        ``headers`` must map str to str (`TypeError` naming the key otherwise).
         """
-        message_id = new_message_id()
+        message_id = new_message_id() if message_id is None else check_message_id(message_id)
         return cls(
             message_id,
             correlation_id or message_id,
             None,
             _now(),
             1,
-            dict(headers) if headers else {},
+            check_headers(headers) if headers is not None else {},
         )
 
-    def caused(self, headers: Mapping[str, str] | None = None) -> MessageContext:
-        """The context of a message sent while handling this one: a new id, the same
-        correlation id, this message as its cause, first attempt, and this message's headers,
-        updated with ``headers`` if given."""
+    def caused(
+        self, headers: Mapping[str, str] | None = None, *, message_id: str | None = None
+    ) -> MessageContext:
+        """The context of a message sent while handling this one: a new id (or ``message_id``),
+        the same correlation id, this message as its cause, first attempt, and this message's
+        headers, updated with ``headers`` if given (str to str, `TypeError` naming the key
+        otherwise)."""
         inherited = self.headers
-        if headers:
-            inherited = {**inherited, **headers}
+        if headers is not None:
+            inherited = {**inherited, **check_headers(headers)}
+        message_id = new_message_id() if message_id is None else check_message_id(message_id)
         return MessageContext(
-            new_message_id(), self.correlation_id, self.message_id, _now(), 1, inherited
+            message_id, self.correlation_id, self.message_id, _now(), 1, inherited
         )
 
     def with_attempt(self, attempt: int) -> MessageContext:
         """A copy of this context for delivery attempt ``attempt`` (1-based)."""
         return msgspec.structs.replace(self, attempt=attempt)
+
+
+def new_contexts(
+    parent: MessageContext | None,
+    count: int,
+    headers: Mapping[str, str] | None = None,
+    message_ids: Sequence[str] | None = None,
+) -> list[MessageContext]:
+    """``count`` contexts made at once, as `MessageContext.new` (``parent`` None) or
+    ``parent.caused`` would make them one by one, sharing one timestamp and the checked headers.
+    A bad message id raises naming its index (``message_ids[2]: ...``)."""
+    now = _now()
+    if parent is None:
+        shared = check_headers(headers) if headers is not None else {}
+    else:
+        shared = parent.headers
+        if headers is not None:
+            shared = {**shared, **check_headers(headers)}
+    contexts = []
+    for index in range(count):
+        if message_ids is None:
+            message_id = new_message_id()
+        else:
+            try:
+                message_id = check_message_id(message_ids[index])
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"message_ids[{index}]: {error}") from error
+        if parent is None:
+            contexts.append(MessageContext(message_id, message_id, None, now, 1, dict(shared)))
+        else:
+            contexts.append(
+                MessageContext(
+                    message_id, parent.correlation_id, parent.message_id, now, 1, shared
+                )
+            )
+    return contexts
 
 
 def describe_error(error: BaseException) -> str:

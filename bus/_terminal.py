@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -13,18 +15,19 @@ import attrs
 from actors import ActorRef, MailboxSpec, Overflow, Redelivery, Terminated, current_future_factory
 from bus._bus import EventBus
 from bus._dependencies import check_resolvable
-from bus._dispatch import Dispatcher, HandlerSlot, SinkSlot
+from bus._dispatch import Dispatcher, HandlerSlot
 from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event, HandlerStopped, describe_error
 from bus._handler_actor import HandlerActor
 from bus._registry import MessageRegistry, merge_registries
 from bus._restarts import HandlerBackoff
-from bus._sink_actor import FLUSH, SinkActor
+from bus._sink_actor import SinkActor
 from bus.sinks._base import Sink
 from bus.transport._base import Transport
 from supervisor import (
     INFINITY,
     Backoff,
+    ChildNotFoundError,
     ChildSpec,
     ChildStartError,
     Intensity,
@@ -43,7 +46,8 @@ SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60
 
 @attrs.frozen
 class BusStatistics:
-    """A snapshot of the bus's counters."""
+    """A snapshot of the bus's counters. ``sunk`` counts the events ``sink``/``sink_many``
+    acknowledged (stored by every configured sink), once per event whatever the number of sinks."""
 
     published: int
     emitted: int
@@ -200,8 +204,9 @@ class BusTerminal(Generic[E]):
                 registry._acquire()
                 stack.callback(registry._release)
             for sink in self._sinks:
+                # registered before opening: an open cancelled half-way is closed too
+                stack.push_async_callback(_close_sink, sink)
                 await sink.open()
-                stack.push_async_callback(sink.close)
             if self._transport is not None:
                 # before the tree: an unreachable server fails the start as itself
                 await self._transport.open()
@@ -232,7 +237,7 @@ class BusTerminal(Generic[E]):
                 )
             except ChildStartError as exc:
                 raise _start_cause(exc) from None
-            stack.push_async_callback(self._close, dispatcher)
+            stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
             for slot in dispatcher.slots:
                 slot.ref = handlers_sup.ref(slot.name)
@@ -280,22 +285,36 @@ class BusTerminal(Generic[E]):
             raise _start_cause(exc) from None
         dispatcher.transport = transport
 
-    async def _close(self, dispatcher: Dispatcher) -> None:
+    async def _close(self, dispatcher: Dispatcher, root: Supervisor) -> None:
+        timeout = self._shutdown_timeout
+        deadline = anyio.current_time() + timeout
         try:
-            with anyio.move_on_after(self._shutdown_timeout):
+            with anyio.move_on_after(timeout):
                 if dispatcher.transport is not None:
                     # no new entries while the handlers finish what they hold
                     await dispatcher.transport.quiesce()
                 await dispatcher.drained()
                 if dispatcher.transport is not None:
                     await dispatcher.transport.flush()
-                # then what the handlers and callers handed to the sinks: a `sink` call accepted
-                # while the bus ran is stored, not failed with BusClosedError by the sinks' stop
-                for slot in dispatcher.sinks:
-                    await _flush_sink(slot)
-        finally:
-            # also when the exit is cancelled: the bus must not outlive the block
+            # The transport and your children, then the handlers, stop now, while the bus and the
+            # sinks run on: what they publish, emit or sink on their way out is accepted. Sinks
+            # stop last.
+            for info in reversed(root.which_children()):
+                if info.id != "sinks":
+                    with contextlib.suppress(ChildNotFoundError):
+                        await root.terminate_child(info.id)
             dispatcher.closed = True
+            # every `sink` call accepted is stored (retrying while the storage fails) until the
+            # deadline; those still waiting then get BusClosedError below
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                for slot in dispatcher.sinks:
+                    await slot.flushed()
+        finally:
+            # also when the exit is cancelled: the bus must not outlive the block, and no caller
+            # may wait for ever on a sink that is about to stop
+            dispatcher.closed = True
+            for slot in dispatcher.sinks:
+                slot.close("the terminal stopped before the sink stored the event")
 
     # -- building the tree ------------------------------------------------------------------------
 
@@ -326,7 +345,7 @@ class BusTerminal(Generic[E]):
 
     def _sink_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
         return [
-            ChildSpec(slot.name, _factory(SinkActor, slot, dispatcher), backoff=SINK_BACKOFF)
+            ChildSpec(slot.name, functools.partial(SinkActor, slot), backoff=SINK_BACKOFF)
             for slot in dispatcher.sinks
         ]
 
@@ -354,16 +373,10 @@ class BusTerminal(Generic[E]):
         raise KeyError(f"no handler named {name!r}")
 
 
-async def _flush_sink(slot: SinkSlot) -> None:
-    """Wait until the sink actor stored everything queued before now (retrying while its storage
-    fails: the actor restarts with backoff and writes its batch in flight again)."""
-    ref = slot.ref
-    while ref is not None and ref.alive:
-        try:
-            await ref.ask(FLUSH)
-        except Exception:  # noqa: BLE001 - the storage failed this time; the actor restarts
-            continue
-        return
+async def _close_sink(sink: Sink) -> None:
+    """Close ``sink`` whatever happens around: a cancelled exit must not leak a file or connection."""
+    with anyio.CancelScope(shield=True):
+        await sink.close()
 
 
 def _processed_count(slot: HandlerSlot) -> Callable[[], int]:
@@ -373,7 +386,7 @@ def _processed_count(slot: HandlerSlot) -> Callable[[], int]:
     return processed
 
 
-def _factory(cls: Any, slot: HandlerSlot | SinkSlot, dispatcher: Dispatcher) -> Any:
+def _factory(cls: Any, slot: HandlerSlot, dispatcher: Dispatcher) -> Any:
     return lambda: cls(slot, dispatcher)
 
 

@@ -35,18 +35,26 @@ FAILURE_RATE = 0.10  # how often the payment provider declines an attempt
 SHIPPING_TIME = 0.001  # seconds the warehouse takes per order
 
 
+# Stored events carry explicit type names: this file runs as a script (module __main__), and the
+# rows must decode wherever the classes are imported from.
 class OrderPlaced(Event):
+    __type_name__ = "demo.OrderPlaced"
+
     order_id: int
     amount_cents: int
 
 
 class PaymentCaptured(Event):
+    __type_name__ = "demo.PaymentCaptured"
+
     order_id: int
     amount_cents: int
     attempt: int  # the delivery attempt that succeeded (1 = first try)
 
 
 class OrderShipped(Event):
+    __type_name__ = "demo.OrderShipped"
+
     order_id: int
 
 

@@ -279,3 +279,56 @@ def restart_types() -> st.SearchStrategy[str]:
 def dynamic_child_ids(count: int = 4) -> st.SearchStrategy[str]:
     """The id of a child added at run time, from a small pool so that ids get reused."""
     return st.sampled_from([f"dyn{n}" for n in range(count)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Values a sink may be handed (bus._codec.Codec.check_round_trip, bus.sink; tests/bus/test_codec.py)
+#
+# Events whose fields are typed loosely (Any) or as floats, given values of every kind, including
+# what JSON cannot keep: NaN and infinities, bytes and tuples in an Any field, unencodable objects.
+# The property: the check refuses the value, or it reads back equal.
+# ---------------------------------------------------------------------------------------------
+
+
+class SampleLoose(Event):
+    """A field typed Any: whatever it holds must come back equal, or be refused at the call."""
+
+    __type_name__ = "tests.sample.loose"
+
+    value: object
+
+
+class SampleFloats(Event):
+    """Floats, alone and in containers."""
+
+    __type_name__ = "tests.sample.floats"
+
+    value: float
+    values: list[float]
+
+
+any_floats = st.floats(allow_nan=True, allow_infinity=True)
+loose_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | int64s
+    | st.integers()
+    | any_floats
+    | texts
+    | st.binary(max_size=8)
+    | st.builds(object),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.tuples(inner, inner)
+    | st.dictionaries(texts, inner, max_size=3)
+    | st.builds(SampleCreated, texts, texts),
+    max_leaves=6,
+)
+
+
+def storable_candidates() -> st.SearchStrategy[Event]:
+    """Events a user might hand to ``sink``: storable or not."""
+    return st.one_of(
+        st.builds(SampleLoose, loose_values),
+        st.builds(SampleFloats, any_floats, st.lists(any_floats, max_size=3)),
+        events(),
+    )

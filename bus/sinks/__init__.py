@@ -5,9 +5,9 @@
 ``actorbus[postgres]``). Subclass `Sink` to store elsewhere.
 """
 
-from bus.sinks._base import Sink
+from bus.sinks._base import OnError, Sink
 from bus.sinks._jsonl import JSONLinesSink
 from bus.sinks._postgres import PostgresSink
 from bus.sinks._sqlite import SQLiteSink
 
-__all__ = ("JSONLinesSink", "PostgresSink", "SQLiteSink", "Sink")
+__all__ = ("JSONLinesSink", "OnError", "PostgresSink", "SQLiteSink", "Sink")

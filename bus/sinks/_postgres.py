@@ -12,9 +12,9 @@ import msgspec
 
 from bus._asyncio_only import require_asyncio
 from bus._codec import JSON
-from bus._errors import SinkError
+from bus._errors import SinkError, UnknownEventTypeError
 from bus._events import Event, MessageContext
-from bus.sinks._base import Sink
+from bus.sinks._base import OnError, Sink
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -72,7 +72,7 @@ class PostgresSink(Sink):
             "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
             "ON CONFLICT (message_id) DO NOTHING"
         )
-        self._select = f"SELECT message_id, type, event, context FROM {table} ORDER BY seq"
+        self._select = f"SELECT seq, message_id, type, event, context FROM {table} ORDER BY seq"
         self._connection: Any = None
         self._lock = anyio.Lock()
 
@@ -143,23 +143,29 @@ class PostgresSink(Sink):
                 self._connection = connection = await self._connect()
             await connection.execute(self._insert, ids, types, events, contexts)
 
-    async def read(self) -> list[tuple[Event, MessageContext]]:
+    async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every stored message in store order, decoded to its original event class.
 
-        Raises `SinkError` naming the row for a row that does not decode."""
+        A row that does not decode becomes a `SinkError` naming the sink, the table, the row's
+        ``seq`` and its message id, handled as ``on_error`` says (see `Sink.report_bad_record`)."""
+        self.check_on_error(on_error)
         async with self._lock:
             rows = await self._connected().fetch(self._select)
         decode_event = JSON.decode_event
         decode_context = JSON.decode_context
         messages: list[tuple[Event, MessageContext]] = []
-        for message_id, type_name, event, context in rows:
+        for seq, message_id, type_name, event, context in rows:
             try:
                 messages.append(
                     (decode_event(type_name, event.encode()), decode_context(context.encode()))
                 )
-            except msgspec.DecodeError as error:
-                msg = f"{self.name}: row {message_id!r}: {error}"
-                raise SinkError(msg) from error
+            except (msgspec.DecodeError, UnknownEventTypeError) as error:
+                bad = SinkError(
+                    f"{self.name}: table {self._table}, seq {seq} (message_id {message_id!r}): "
+                    f"{error}"
+                )
+                bad.__cause__ = error
+                self.report_bad_record(on_error, bad)
         return messages
 
     async def close(self) -> None:

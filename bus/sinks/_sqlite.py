@@ -12,11 +12,12 @@ from typing import Literal, final
 import msgspec
 
 from bus._codec import JSON
-from bus._errors import SinkError
+from bus._errors import SinkError, UnknownEventTypeError
 from bus._events import Event, MessageContext
-from bus.sinks._base import Sink, _Serial
+from bus.sinks._base import OnError, Sink, _Serial
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COLUMNS = {"message_id", "type", "event", "context", "stored_at"}
 
 
 @final
@@ -51,7 +52,13 @@ class SQLiteSink(Sink):
         table: str = "events",
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
-        """A sink for the database at ``path``, storing into ``table``; see the class doc."""
+        """A sink for the database at ``path``, storing into ``table``; see the class doc.
+
+        ``path`` may be ``":memory:"`` (for tests); an empty path raises `ValueError`.
+        """
+        if not os.fspath(path):
+            msg = "SQLiteSink path is empty: give the database file's path (or ':memory:')"
+            raise ValueError(msg)
         if not _IDENTIFIER.fullmatch(table):
             msg = f"table must be a plain SQL identifier, got {table!r}"
             raise ValueError(msg)
@@ -65,8 +72,10 @@ class SQLiteSink(Sink):
             f"INSERT OR IGNORE INTO {table} (message_id, type, event, context, stored_at) "
             "VALUES (?, ?, ?, ?, ?)"
         )
-        self._select = f"SELECT message_id, type, event, context FROM {table} ORDER BY rowid"
-        self._serial = _Serial()
+        self._select = (
+            f"SELECT rowid, message_id, type, event, context FROM {table} ORDER BY rowid"
+        )
+        self._serial = _Serial("sqlite-sink")
         self._connection: sqlite3.Connection | None = None
 
     @property
@@ -106,6 +115,7 @@ class SQLiteSink(Sink):
                 "type TEXT NOT NULL, event TEXT NOT NULL, context TEXT NOT NULL, "
                 "stored_at REAL NOT NULL)"
             )
+            self._check_table(connection)
             # Takes the write lock once, so that a read-only database fails here, not later.
             connection.execute("BEGIN IMMEDIATE")
             connection.execute("ROLLBACK")
@@ -115,6 +125,18 @@ class SQLiteSink(Sink):
                 raise self._error(error) from error
             raise
         self._connection = connection
+
+    def _check_table(self, connection: sqlite3.Connection) -> None:
+        """Refuse a table of the same name that some other program made for something else."""
+        info = connection.execute(f"PRAGMA table_info({self._table})").fetchall()
+        columns = {row[1]: row[5] for row in info}  # name -> position in the primary key
+        if set(columns) != _COLUMNS or columns["message_id"] != 1:
+            msg = (
+                f"cannot open SQLite sink at {self._path!r}: table {self._table!r} exists with "
+                f"other columns ({', '.join(columns)}); it is not this sink's, and was not "
+                "changed. Give the sink another table= or database"
+            )
+            raise SinkError(msg)
 
     def _error(self, error: sqlite3.Error) -> SinkError:
         return SinkError(f"cannot open SQLite sink at {self._path!r}: {error}")
@@ -161,30 +183,43 @@ class SQLiteSink(Sink):
                 connection.execute("ROLLBACK")
             raise
 
-    async def read(self) -> list[tuple[Event, MessageContext]]:
+    async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every stored message in insertion order, decoded to its original event class.
 
-        Raises `SinkError` naming the row for a row that does not decode.
+        A row that does not decode becomes a `SinkError` naming the database, the table, the
+        rowid and the message id, handled as ``on_error`` says (see `Sink.report_bad_record`).
         """
+        self.check_on_error(on_error)
         rows = await self._serial.run(lambda: self._connected().execute(self._select).fetchall())
         decode_event = JSON.decode_event
         decode_context = JSON.decode_context
         messages: list[tuple[Event, MessageContext]] = []
-        for message_id, type_name, event, context in rows:
+        for rowid, message_id, type_name, event, context in rows:
             try:
                 messages.append(
-                    (decode_event(type_name, event.encode()), decode_context(context.encode()))
+                    (decode_event(type_name, _bytes(event)), decode_context(_bytes(context)))
                 )
-            except msgspec.DecodeError as error:
-                msg = f"{self._path}: row {message_id!r} of {self._table}: {error}"
-                raise SinkError(msg) from error
+            except (msgspec.DecodeError, UnknownEventTypeError, TypeError) as error:
+                msg = (
+                    f"{self._path}: table {self._table}, rowid {rowid} "
+                    f"(message_id {message_id!r}): {error}"
+                )
+                bad = SinkError(msg)
+                bad.__cause__ = error
+                self.report_bad_record(on_error, bad)
         return messages
 
     async def close(self) -> None:
         """Close the database connection; does nothing if it is not open."""
         await self._serial.run(self._close)
+        self._serial.stop()
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+
+
+def _bytes(value: str | bytes) -> bytes:
+    """A column's value as bytes: TEXT as this sink writes it, or a BLOB someone stored."""
+    return value.encode() if isinstance(value, str) else value

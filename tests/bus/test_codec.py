@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 from bus._codec import JSON, MSGPACK, Codec
 from bus._errors import UnknownEventTypeError
 from bus._events import DeadLetter, Event, MessageContext, event_class, event_type_name
 from tests.strategies import (
     SampleCreated,
+    SampleFloats,
+    SampleLoose,
     SampleRow,
     SampleWrapper,
     dead_letters,
     events,
     message_contexts,
     messages,
+    storable_candidates,
 )
 
 CODECS = [pytest.param(JSON, id="json"), pytest.param(MSGPACK, id="msgpack")]
@@ -127,3 +132,85 @@ def test_bytes_decode_to_the_latest_definition_of_a_redefined_class() -> None:
     decoded, _ = JSON.decode(data)
     assert type(decoded) is new
     assert event_class(event_type_name(new)) is new
+
+
+# --- what a sink may accept: the round-trip check ----------------------------------------------
+
+
+@given(event=storable_candidates())
+def test_an_event_the_round_trip_check_accepts_reads_back_equal(event: Event) -> None:
+    try:
+        body = JSON.check_round_trip(event)
+    except TypeError:
+        return  # refused at the call: nothing would be stored
+    assert JSON.decode_event(event_type_name(type(event)), body) == event
+    context = MessageContext.new({"k": "v"})
+    assert JSON.decode(JSON.encode(event, context)) == (event, context)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        pytest.param(SampleFloats(math.nan, []), "NaN and infinite floats", id="nan"),
+        pytest.param(SampleFloats(1.0, [math.inf]), "NaN and infinite floats", id="inf-in-list"),
+        pytest.param(SampleFloats(-math.inf, []), "NaN and infinite floats", id="minus-inf"),
+        pytest.param(SampleLoose(object()), "cannot be encoded", id="object"),
+        pytest.param(SampleLoose(math.nan), "would read back", id="nan-in-any"),
+        pytest.param(SampleLoose((1, 2)), "would read back", id="tuple-in-any"),
+        pytest.param(SampleLoose(b"\x00"), "would read back", id="bytes-in-any"),
+        pytest.param(SampleLoose(2**70), "", id="big-int-is-kept"),
+    ],
+)
+def test_the_round_trip_check_refuses_what_would_not_read_back_and_says_why(
+    event: Event, reason: str
+) -> None:
+    if not reason:
+        JSON.check_round_trip(event)
+        return
+    with pytest.raises(TypeError, match=reason) as caught:
+        JSON.check_round_trip(event)
+    assert type(event).__qualname__ in str(caught.value)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("context", [None, "ctx", {"message_id": "x"}])
+def test_encoding_with_something_that_is_not_a_context_raises_type_error(
+    codec: Codec, context: object
+) -> None:
+    with pytest.raises(TypeError, match="MessageContext"):
+        codec.encode(SampleCreated("a", "b"), context)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="MessageContext"):
+        codec.encode_context(context)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_encoding_a_context_with_headers_that_are_not_text_raises_type_error_naming_the_key(
+    codec: Codec,
+) -> None:
+    context = MessageContext(headers={"user": 42})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="'user'"):
+        codec.encode(SampleCreated("a", "b"), context)
+    with pytest.raises(TypeError, match="'user'"):
+        codec.encode_context(context)
+
+
+@given(events=st.lists(storable_candidates(), max_size=6))
+def test_the_round_trip_check_of_many_agrees_with_checking_each(events: list[Event]) -> None:
+    refused = []
+    for index, event in enumerate(events):
+        try:
+            JSON.check_round_trip(event)
+        except TypeError:
+            refused.append(index)
+    if not refused:
+        JSON.check_round_trip_many(events)
+        return
+    with pytest.raises(TypeError, match=r"^events\[(\d+)\]: ") as caught:
+        JSON.check_round_trip_many(events)
+    assert int(caught.value.args[0].split("]")[0].split("[")[1]) in refused
+
+
+def test_the_round_trip_check_of_many_names_the_bad_events_index() -> None:
+    events = [SampleCreated("a", "b"), SampleFloats(1.0, []), SampleFloats(math.nan, [])]
+    with pytest.raises(TypeError, match=r"events\[2\]: .*NaN"):
+        JSON.check_round_trip_many(events)

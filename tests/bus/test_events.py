@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+import types
 
 import msgspec
 import pytest
 
+from bus._codec import JSON, MSGPACK
 from bus._errors import BusError, RegistrationError, UnknownEventTypeError
 from bus._events import (
     DeadLetter,
@@ -277,3 +279,83 @@ def test_describe_error_names_the_exception_type_with_its_module_outside_builtin
     assert describe_error(KeyError()) == "KeyError"
     assert describe_error(RuntimeError("no")) == "RuntimeError: no"
     assert describe_error(PaymentDeclined("card")) == f"{__name__}.PaymentDeclined: card"
+
+
+# --- headers and message ids are checked where contexts are made --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        pytest.param({"user": 42}, "'user'", id="int-value"),
+        pytest.param({"user": None}, "'user'", id="none-value"),
+        pytest.param({"ok": "v", "blob": b"x"}, "'blob'", id="bytes-value"),
+        pytest.param({1: "v"}, "1", id="int-key"),
+    ],
+)
+def test_a_context_refuses_headers_that_are_not_str_to_str_naming_the_key(
+    headers: dict[object, object], named: str
+) -> None:
+    with pytest.raises(TypeError, match=named):
+        MessageContext.new(headers)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=named):
+        MessageContext.new().caused(headers)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mapping"):
+        MessageContext.new([("a", "b")])  # type: ignore[arg-type]
+
+
+def test_a_context_takes_the_callers_message_id_and_refuses_an_unusable_one() -> None:
+    root = MessageContext.new(message_id="order-17")
+    assert (root.message_id, root.correlation_id) == ("order-17", "order-17")
+    caused = root.caused(message_id="order-17/shipped")
+    assert (caused.message_id, caused.causation_id) == ("order-17/shipped", "order-17")
+    with pytest.raises(TypeError, match="message_id"):
+        MessageContext.new(message_id=17)  # type: ignore[arg-type]
+    for bad in ("", "line\nbreak"):
+        with pytest.raises(ValueError, match="message_id"):
+            MessageContext.new(message_id=bad)
+
+
+# --- events defined in a script (module __main__) ----------------------------------------------
+
+
+def _script_class(name: str, **namespace: object) -> type[Event]:
+    """A class as `class <name>(Event)` in a script run as ``python app.py`` defines it."""
+
+    def body(ns: dict[str, object]) -> None:
+        ns["__module__"] = "__main__"
+        ns["__annotations__"] = {"n": int}
+        ns.update(namespace)
+
+    return types.new_class(name, (Event,), exec_body=body)
+
+
+def test_a_script_event_without_an_explicit_name_cannot_be_encoded_and_the_error_says_what_to_do() -> None:
+    cls = _script_class("ScriptOnly")
+    event = cls(1)  # type: ignore[call-arg]
+    assert event_type_name(cls) == "__main__.ScriptOnly"
+    for codec in (JSON, MSGPACK):
+        with pytest.raises(TypeError, match="__type_name__") as caught:
+            codec.encode(event, MessageContext.new())
+        assert "__main__" in str(caught.value)
+    wrapper = DeadLetter("h", event, MessageContext.new(), "", 0, "handler_stopped")
+    with pytest.raises(TypeError, match="ScriptOnly"):
+        JSON.encode(wrapper, MessageContext.new())
+
+
+def test_a_script_event_with_an_explicit_name_round_trips() -> None:
+    cls = _script_class("ScriptNamed", __type_name__="tests.script.named")
+    event = cls(2)  # type: ignore[call-arg]
+    context = MessageContext.new()
+    assert JSON.decode(JSON.encode(event, context)) == (event, context)
+
+
+def test_an_unknown_type_name_says_what_to_do_for_each_kind_of_name() -> None:
+    with pytest.raises(UnknownEventTypeError, match=r"__type_name__ = '__main__\.Gone'"):
+        event_class("__main__.Gone")
+    with pytest.raises(UnknownEventTypeError, match=r"module 'os' is imported but"):
+        event_class("os.Renamed")
+    with pytest.raises(UnknownEventTypeError, match=r"import the module .*'not_imported_mod'"):
+        event_class("not_imported_mod.Thing")
+    with pytest.raises(UnknownEventTypeError, match="define one with"):
+        event_class("bare")

@@ -226,3 +226,26 @@ async def test_a_row_that_does_not_decode_is_named_by_read(
             await admin.close()
         with pytest.raises(SinkError, match="broken-row"):
             await sink.read()
+
+
+async def test_a_row_that_does_not_decode_can_be_skipped_and_is_named_by_seq(
+    postgres_server: PostgresServer, store: Path
+) -> None:
+    table = table_for(store)
+    batch = contract.sample_batch()[:1]
+    async with PostgresSink(postgres_server.dsn, table=table) as sink:
+        await sink.write(batch)
+        admin = await asyncpg.connect(postgres_server.dsn)
+        try:
+            await admin.execute(
+                f"INSERT INTO {table} (message_id, type, event, context) "
+                "VALUES ('gone-type', '__main__.Gone', '{}', '{}')"
+            )
+        finally:
+            await admin.close()
+        errors: list[SinkError] = []
+        assert await sink.read(on_error=errors.append) == batch
+        assert await sink.read(on_error="skip") == batch
+    [error] = errors
+    assert f"table {table}, seq 2 (message_id 'gone-type')" in str(error)
+    assert "__type_name__ = '__main__.Gone'" in str(error)

@@ -198,3 +198,30 @@ async def test_a_batch_of_something_other_than_events_raises_type_error(
         with pytest.raises(TypeError):
             await sink.write([(object(), MessageContext.new())])  # type: ignore[list-item]
         assert await sink.read() == []
+
+
+async def test_a_store_with_one_bad_record_reads_the_good_ones_with_on_error_skip(
+    make_sink: SinkFactory, store: Path
+) -> None:
+    batch = sample_batch()
+    async with make_sink(store) as sink:
+        await sink.write(batch)
+        assert await sink.read(on_error="skip") == batch
+        reported: list[SinkError] = []
+        assert await sink.read(on_error=reported.append) == batch
+        assert reported == []
+        with pytest.raises(ValueError, match="on_error"):
+            await sink.read(on_error="ignore")  # type: ignore[arg-type]
+
+
+async def test_a_message_id_stored_by_one_instance_is_not_stored_again_by_the_next(
+    make_sink: SinkFactory, store: Path
+) -> None:
+    event = SampleCreated("paid", "order-7")
+    first = MessageContext.new(message_id="order-7")
+    async with make_sink(store) as sink:
+        await sink.write([(event, first)])
+    resent = MessageContext.new(message_id="order-7")  # a resend: same id, a new context
+    async with make_sink(store) as sink:
+        await sink.write([(SampleCreated("paid", "again"), resent)])
+        assert await sink.read() == [(event, first)]

@@ -107,3 +107,84 @@ async def test_a_row_that_does_not_decode_fails_the_read_with_sink_error_naming_
         with pytest.raises(SinkError, match="row") as caught:
             await sink.read()
     assert isinstance(caught.value.__cause__, msgspec.ValidationError)
+
+
+def test_an_empty_path_is_refused_at_construction_saying_so() -> None:
+    with pytest.raises(ValueError, match="path is empty"):
+        SQLiteSink("")
+
+
+async def test_a_bad_row_is_named_by_table_rowid_and_message_id_and_can_be_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.db"
+    batch = messages("a", "b", "c")
+    async with SQLiteSink(path) as sink:
+        await sink.write(batch)
+        with sqlite3.connect(path) as admin:
+            admin.execute("UPDATE events SET event = 'not json' WHERE rowid = 1")
+            admin.execute("UPDATE events SET type = '__main__.Gone' WHERE rowid = 3")
+        admin.close()
+        with pytest.raises(SinkError, match=r"table events, rowid 1 \(message_id '") as caught:
+            await sink.read()
+        assert batch[0][1].message_id in str(caught.value)
+        assert await sink.read(on_error="skip") == [batch[1]]
+        errors: list[SinkError] = []
+        assert await sink.read(on_error=errors.append) == [batch[1]]
+    assert [("rowid 1" in str(e), "rowid 3" in str(e)) for e in errors] == [
+        (True, False),
+        (False, True),
+    ]
+    assert "__type_name__ = '__main__.Gone'" in str(errors[1])
+    assert sum("rowid" in record.getMessage() for record in caplog.records) == 2
+
+
+async def test_a_file_that_is_not_a_database_is_refused_at_open_and_left_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"my notes\n" * 100)
+    sink = SQLiteSink(path)
+    with pytest.raises(SinkError, match="notes.txt"):
+        await sink.open()
+    assert path.read_bytes() == b"my notes\n" * 100
+
+
+async def test_rows_stored_as_blobs_read_back_and_other_column_types_are_bad_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.db"
+    batch = messages("a", "b")
+    async with SQLiteSink(path) as sink:
+        await sink.write(batch)
+        with sqlite3.connect(path) as admin:
+            admin.execute("UPDATE events SET event = CAST(event AS BLOB) WHERE rowid = 1")
+            admin.execute("UPDATE events SET context = 42 WHERE rowid = 2")
+        admin.close()
+        errors: list[SinkError] = []
+        assert await sink.read(on_error=errors.append) == [batch[0]]
+    assert len(errors) == 1
+    assert "rowid 2" in str(errors[0])
+
+
+def test_report_bad_record_refuses_an_on_error_it_does_not_know() -> None:
+    with pytest.raises(ValueError, match="on_error"):
+        SQLiteSink.report_bad_record("ignore", SinkError("bad"))  # type: ignore[arg-type]
+
+
+async def test_a_table_of_that_name_made_for_something_else_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, title TEXT)")
+        db.execute("INSERT INTO events (title) VALUES ('launch')")
+    db.close()
+    sink = SQLiteSink(path)
+    with pytest.raises(SinkError, match="table 'events' exists with other columns"):
+        await sink.open()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT title FROM events").fetchall() == [("launch",)]
+    db.close()
+    async with SQLiteSink(path, table="bus_events") as other:  # another table is fine
+        await other.write(messages("a"))
