@@ -31,6 +31,12 @@ The cyclic GC is disabled during the start (``gc.collect()`` runs before each re
 rescanning a heap of 100,000 growing actors makes the start take minutes; it does not change what is
 measured. 1 round by default (the figures move by under 1% between runs: BENCH_REPEATS=3 for more).
 
+Scaling (``actors`` only, tracemalloc, asyncio): the same measurement with 1, 10, 100, 10,000 actors
+(``BENCH_SCALE``, comma-separated) beside the N-actor row, and the N-actor row on trio. With few actors
+the supervisor's own objects (its task group, linger sweep, tables) are shared by few; with many, the
+tables of tasks that ran at the wake-up peak (asyncio's and anyio's task registries, which keep their
+size) are shared by many.
+
 Target (issue 10, DESIGN section 5): at most 512 bytes per idle actor (tracemalloc).
 """
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -52,6 +59,7 @@ from bus import BusTerminal, Event, MessageRegistry
 from supervisor import ChildSpec, open_supervisor
 
 ACTORS = env_int("BENCH_ACTORS", 100_000)
+SCALE = tuple(int(n) for n in os.environ.get("BENCH_SCALE", "1,10,100,10000").split(",") if n.strip())
 HANDLERS = env_int("BENCH_HANDLERS", 10_000)
 TARGET = 512
 #: how long the actors sit idle before the reading: past the default linger (1 s) and its sweep
@@ -96,7 +104,7 @@ def _measure(traced: bool) -> int:
     return rss_bytes()
 
 
-def measure(kind: str, traced: bool) -> dict[str, float]:
+def measure(kind: str, traced: bool, actors: int = ACTORS, backend: str = "asyncio") -> dict[str, float]:
     """One measurement in this process: bytes per actor (and per registration, for handlers)."""
     if traced:
         tracemalloc.start()
@@ -106,7 +114,7 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
 
     async def main() -> dict[str, float]:
         if kind == "actors":
-            n = ACTORS
+            n = actors
             setup_before = _measure(traced)
             specs = [ChildSpec(f"idle-{i}", Idle) for i in range(n)]
             countdown = Countdown(n)
@@ -142,13 +150,13 @@ def measure(kind: str, traced: bool) -> dict[str, float]:
             "setup_per_actor": (before - setup_before) / n,
         }
 
-    return anyio.run(main)
+    return anyio.run(main, backend=backend)
 
 
-def _subprocess(kind: str, traced: bool) -> dict[str, float]:
+def _subprocess(kind: str, traced: bool, actors: int = ACTORS, backend: str = "asyncio") -> dict[str, float]:
     mode = "traced" if traced else "rss"
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode],
+        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode, str(actors), backend],
         check=True,
         capture_output=True,
         text=True,
@@ -158,8 +166,8 @@ def _subprocess(kind: str, traced: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--one":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced")))
+    if len(sys.argv) == 6 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced", int(sys.argv[4]), sys.argv[5])))
         return
     rounds = repeats(1)
     print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
@@ -184,6 +192,18 @@ def main() -> None:
             if key in setup_labels:
                 setup.setdefault(setup_labels[key], []).append(result["setup_per_actor"])
         print(f"  memory round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    # the actor row's scaling: fewer actors (asyncio), and the N-actor row on trio
+    scaling: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for n in SCALE:
+            result = _subprocess("actors", True, n)
+            scaling.setdefault(f"{n:,} actors, tracemalloc", []).append(result["per_actor"])
+        scaling.setdefault(f"{ACTORS:,} actors, tracemalloc", []).extend(
+            per_actor[labels[("actors", True)]][r : r + 1]
+        )
+        result = _subprocess("actors", True, ACTORS, "trio")
+        scaling.setdefault(f"{ACTORS:,} actors, tracemalloc (trio)", []).append(result["per_actor"])
+        print(f"  scaling round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     medians = {k: sorted(v)[len(v) // 2] for k, v in per_actor.items()}
     verdicts = {k: ("pass" if m <= TARGET else "miss") for k, m in medians.items()}
     report(
@@ -197,10 +217,12 @@ def main() -> None:
             ),
             ("just started, no message yet (minus before start)", parked, [], "bytes/actor"),
             ("set-up memory, not counted above", setup, [], "bytes/item"),
+            ("idle actor memory by number of actors (as the first table)", scaling, [], "bytes/actor"),
         ],
         extra={
             "actors": ACTORS,
             "handlers": HANDLERS,
+            "scale": SCALE,
             "idle_seconds": IDLE_SECONDS,
             "target_bytes": TARGET,
             "verdicts": verdicts,
