@@ -5,7 +5,10 @@
 
 "Idle" as DESIGN section 5 and issue 10 define it: every actor handled one message and then sat idle
 for 3 s, past the supervisors' default linger (1 s), so that its task exited; the incarnation (the
-``Actor`` instance, its state, the bus handler's dependencies) lives on.
+``Actor`` instance, its state, the bus handler's dependencies) lives on. For the ``actors`` rows the
+reading also waits until every actor reports ``statistics().idle`` (on a loaded machine retiring
+100,000 tasks can outlast the 3 s; stderr says when) and then 0.5 s more, for the last tasks to finish
+exiting (an actor is idle just before its task ends).
 
 Each measurement runs in a fresh subprocess (so that one run's freed-but-kept arenas do not hide the
 next one's growth), once with ``tracemalloc`` and once without it for RSS (tracemalloc's own traces
@@ -64,6 +67,8 @@ HANDLERS = env_int("BENCH_HANDLERS", 10_000)
 TARGET = 512
 #: how long the actors sit idle before the reading: past the default linger (1 s) and its sweep
 IDLE_SECONDS = 3.0
+#: after the last actor went idle, for its task to finish exiting
+SETTLE_SECONDS = 0.5
 
 
 class Idle(Actor):
@@ -126,6 +131,19 @@ def measure(kind: str, traced: bool, actors: int = ACTORS, backend: str = "async
                     child.ref.tell_nowait(countdown)
                 await countdown.done.wait()
                 await anyio.sleep(IDLE_SECONDS)
+                # on a loaded machine retiring 100,000 tasks can outlast the 3 s: the reading is of
+                # idle actors, so wait (and say so) until the last one gave up its task
+                waited = 0.0
+                refs = [child.ref for child in sup.which_children() if child.ref is not None]
+                while not all(ref.statistics().idle for ref in refs):
+                    await anyio.sleep(0.1)
+                    waited += 0.1
+                del refs
+                if waited:
+                    print(f"waited {waited:.1f} s more for every actor to be idle", file=sys.stderr)
+                # an actor is idle just before its task exits: let the last tasks (and the task group
+                # of the activations, which closes with them) finish exiting
+                await anyio.sleep(SETTLE_SECONDS)
                 after = _measure(traced)
                 assert len(sup.which_children()) == n
         else:

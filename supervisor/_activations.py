@@ -59,11 +59,15 @@ class Activations:
 
     async def _host(self) -> None:
         async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._opening = False
-            pending, self._pending = self._pending, []
-            for context, run, args, name in pending:
-                context.run(self._spawn, tg, run, args, name)
+            self._open(tg)
+
+    def _open(self, tg: anyio.abc.TaskGroup) -> None:
+        # a method of its own: the host's frame keeps no reference to the pending list while it waits
+        self._tg = tg
+        self._opening = False
+        pending, self._pending = self._pending, []
+        for context, run, args, name in pending:
+            context.run(self._spawn, tg, run, args, name)
 
     async def _activation(self, run: Run, args: tuple[Any, ...]) -> None:
         try:
