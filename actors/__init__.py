@@ -8,7 +8,7 @@ import logging
 
 from actors._actor import Actor, ActorContext
 from actors._cancellation import escaped_cancellation
-from actors._cell import ActorCell, ActorStatistics, Redelivery, Terminated
+from actors._cell import ActorCell, ActorSetup, ActorStatistics, Redelivery, Terminated
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import (
     ActorCrashedError,
@@ -31,6 +31,7 @@ __all__ = (
     "ActorCrashedError",
     "ActorError",
     "ActorRef",
+    "ActorSetup",
     "ActorStatistics",
     "ActorStoppedError",
     "DeadLetter",

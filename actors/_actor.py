@@ -30,7 +30,9 @@ class ActorContext:
     attempt: int
 
     if TYPE_CHECKING:
-        mailbox: Mailbox
+
+        @property
+        def mailbox(self) -> Mailbox: ...
 
         def request_stop(self) -> None: ...
 

@@ -13,7 +13,15 @@ from actors._actor import Actor, ActorContext
 from actors._cancellation import call_listener, escaped_cancellation
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError
-from actors._mailbox import UNBOUNDED, Mailbox, MailboxSpec, Request, fail_request
+from actors._mailbox import (
+    IDLE_QUEUE,
+    RETIRE,
+    UNBOUNDED,
+    Mailbox,
+    MailboxSpec,
+    Request,
+    fail_request,
+)
 from actors._ref import ActorRef
 from actors._waiting import FutureFactory, OneShot, current_future_factory
 
@@ -79,33 +87,68 @@ class ActivationHost(Protocol):
     def activate(self, cell: ActorCell, /) -> None: ...
 
 
-class ActorCell(ActorContext):
+class _Rare:
+    """The parts of an actor's state that most actors never use, made on first use: an idle actor
+    costs one slot for them rather than four."""
+
+    __slots__ = ("pause", "redelivery", "terminated", "vars", "watchers")
+
+    def __init__(self) -> None:
+        #: the message that crashed the last incarnation and its next attempt number, to go first
+        self.redelivery: tuple[Any, int] | None = None
+        self.pause: OneShot | None = None
+        self.terminated: Terminated | None = None
+        #: the context variables its incarnation's on_start set (see ``ActorCell.task_context``)
+        self.vars: contextvars.Context | None = None
+        self.watchers: list[Watcher] | None = None
+
+    def unused(self) -> bool:
+        return (
+            self.redelivery is None
+            and self.pause is None
+            and self.terminated is None
+            and self.vars is None
+            and not self.watchers
+        )
+
+
+class ActorSetup(Protocol):
+    """What an actor is made from: ``start()`` makes the ``Actor`` of each incarnation, ``redelivery``
+    retries what crashed it. A ``supervisor.ChildSpec`` is one (see ``ActorCell``'s ``setup``)."""
+
+    @property
+    def start(self) -> Any: ...
+
+    @property
+    def redelivery(self) -> Redelivery: ...
+
+
+class _Setup:
+    __slots__ = ("redelivery", "start")
+
+    def __init__(self, start: Callable[[], Actor], redelivery: Redelivery) -> None:
+        self.start = start
+        self.redelivery = redelivery
+
+
+class ActorCell(Mailbox, ActorContext):
     """Everything about an actor that outlives one incarnation, plus ``run`` for one incarnation.
 
-    It is also the ``ActorContext`` its actor sees (one object per actor rather than two: a supervisor
-    may hold 100,000 idle actors); an actor uses only the context's names.
+    It is its own mailbox and the ``ActorContext`` its actor sees (one object per actor rather than
+    three: a supervisor may hold 100,000 idle actors); an actor uses only the context's names, and
+    senders only the ``Mailbox`` ones.
     """
 
     __slots__ = (
         "_actor",
-        "_factory",
         "_host",
-        "_pause",
-        "_redelivery",
-        "_retiring",
+        "_rare",
+        "_setup",
         "_stop_requested",
-        "_terminated",
-        "_vars",
-        "_watchers",
         "attempt",
-        "dead_letters",
         "failed",
         "incarnation",
-        "mailbox",
-        "name",
-        "new_future",
         "processed",
-        "redelivery",
         "ref",
     )
 
@@ -118,28 +161,65 @@ class ActorCell(ActorContext):
         redelivery: Redelivery = NO_REDELIVERY,
         dead_letters: DeadLetters | None = None,
         new_future: FutureFactory | None = None,
+        setup: ActorSetup | None = None,
     ) -> None:
-        self.name = name
+        """``setup``, when given, is read instead of ``factory`` and ``redelivery`` (its ``start`` and
+        ``redelivery``), whenever they are needed: an object the owner keeps anyway (a supervisor's
+        ``ChildSpec``) rather than two more references per actor."""
+        Mailbox.__init__(
+            self,
+            name,
+            mailbox,
+            dead_letters if dead_letters is not None else DeadLetters(),
+            new_future or current_future_factory(),
+        )
         self.attempt = 1
-        self._factory = factory
-        self.new_future = new_future or current_future_factory()
-        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
-        self.mailbox = Mailbox(name, mailbox, self.dead_letters, self.new_future, self)
-        self.redelivery = redelivery
+        self._setup: ActorSetup = _Setup(factory, redelivery) if setup is None else setup
         self.ref = ActorRef(self)
         self.incarnation = 0
         self.processed = 0
         self.failed = 0
-        self._redelivery: tuple[Any, int] | None = None
         self._stop_requested = False
-        self._pause: OneShot | None = None
-        self._watchers: list[Watcher] | None = None  # made on first watch: idle actors are many
-        self._terminated: Terminated | None = None
+        self._rare: _Rare | None = None
         #: the live incarnation, between its on_start and its end (also while it is idle)
         self._actor: Actor | None = None
         self._host: ActivationHost | None = None
-        self._retiring = False
-        self._vars: contextvars.Context | None = None
+
+    @property
+    def setup(self) -> ActorSetup:
+        """What each incarnation is made from (``start``) and how crashed messages are retried."""
+        return self._setup
+
+    @property
+    def redelivery(self) -> Redelivery:
+        """How a message that crashed the actor is retried."""
+        return self._setup.redelivery
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """The actor's mailbox: the cell itself."""
+        return self
+
+    def _rare_state(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            self._rare = rare = _Rare()
+        return rare
+
+    def _pending(self) -> tuple[Any, int] | None:
+        rare = self._rare
+        return None if rare is None else rare.redelivery
+
+    def _clear_pending(self) -> None:
+        rare = self._rare
+        if rare is not None:
+            rare.redelivery = None
+            self._drop_rare_if_unused()
+
+    def _drop_rare_if_unused(self) -> None:
+        rare = self._rare
+        if rare is not None and rare.unused():
+            self._rare = None
 
     # -- control, called by the supervisor ------------------------------------------------------
 
@@ -147,35 +227,38 @@ class ActorCell(ActorContext):
         """Ask the running incarnation to end after its current message (an idle one is activated to run
         its ``on_stop``)."""
         self._stop_requested = True
-        mailbox = self.mailbox
-        if mailbox.idle:
+        if self.queue is IDLE_QUEUE:
             if self._actor is not None:
-                mailbox.unidle()
+                self.unidle()
                 self.activate()
         else:
-            mailbox.wake()
-        pause = self._pause
+            self.wake()
+        rare = self._rare
+        pause = None if rare is None else rare.pause
         if pause is not None and not pause.done():
             pause.set_result(None)
 
     def terminate(self, error: BaseException | None = None) -> None:
         """The actor stopped for good: close the mailbox and notify watchers (once)."""
-        if self._terminated is not None:
+        rare = self._rare_state()
+        if rare.terminated is not None:
             return
-        self._terminated = notice = Terminated(self.name, error)
-        pending, self._redelivery = self._redelivery, None
+        rare.terminated = notice = Terminated(self.name, error)
+        pending, rare.redelivery = rare.redelivery, None
         if pending is not None:
             self._lose(pending[0], DeadLetterReason.STOPPED, error, pending[1] - 1)
         self._actor = None
-        self.mailbox.close()
-        watchers, self._watchers = self._watchers or (), None
+        self.close()
+        watchers, rare.watchers = rare.watchers or (), None
         for watcher in watchers:
             call_listener(watcher, notice, "watcher of actor %r raised; ignored", self.name)
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""
-        self._terminated = None
-        self.mailbox.reopen()
+        if self._rare is not None:
+            self._rare.terminated = None
+            self._drop_rare_if_unused()
+        self.reopen()
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         """Notify ``watcher`` when the actor stops for good; returns the unwatch function.
@@ -183,16 +266,19 @@ class ActorCell(ActorContext):
         Watchers run synchronously inside whatever stops the actor; an exception from one is logged (logger
         ``actors``) and ignored.
         """
-        if self._terminated is not None:
-            watcher(self._terminated)
+        rare = self._rare_state()
+        if rare.terminated is not None:
+            watcher(rare.terminated)
             return lambda: None
-        if self._watchers is None:
-            self._watchers = []
-        self._watchers.append(watcher)
+        if rare.watchers is None:
+            rare.watchers = []
+        rare.watchers.append(watcher)
 
         def unwatch() -> None:
-            if self._watchers is not None and watcher in self._watchers:
-                self._watchers.remove(watcher)
+            rare = self._rare
+            if rare is not None and rare.watchers is not None and watcher in rare.watchers:
+                rare.watchers.remove(watcher)
+                self._drop_rare_if_unused()
 
         return unwatch
 
@@ -201,10 +287,10 @@ class ActorCell(ActorContext):
         return ActorStatistics(
             self.name,
             self.incarnation,
-            len(self.mailbox) + (self._redelivery is not None),
+            len(self.queue) + (self._pending() is not None),
             self.processed,
             self.failed,
-            not self.mailbox.closed,
+            not self._closed,
             self.idle,
         )
 
@@ -213,14 +299,15 @@ class ActorCell(ActorContext):
     @property
     def idle(self) -> bool:
         """True while the incarnation lives on without a task (its mailbox stayed empty past the linger)."""
-        return self._actor is not None and self.mailbox.idle
+        return self._actor is not None and self.queue is IDLE_QUEUE
 
     @property
     def task_context(self) -> contextvars.Context | None:
         """The context variables this incarnation's ``on_start`` set, for its later tasks to run in
         (``Context.run(task_group.start_soon, ...)``), so that receive sees them as it did when one task
         ran the whole incarnation; None when ``on_start`` set none."""
-        return self._vars
+        rare = self._rare
+        return None if rare is None else rare.vars
 
     def activate(self) -> None:
         """A message (or a stop request) arrived for an idle incarnation: ask the host for a task."""
@@ -228,9 +315,12 @@ class ActorCell(ActorContext):
         if host is not None and self._actor is not None:
             host.activate(self)
 
+    def _woke(self) -> None:
+        self.activate()
+
     def abandon(self) -> None:
         """The idle incarnation was killed: it ends without ``on_stop``, as a killed busy one would."""
-        if self.mailbox.idle:
+        if self.queue is IDLE_QUEUE:
             self._actor = None
 
     def linger_check(self, mark: object) -> object:
@@ -239,12 +329,11 @@ class ActorCell(ActorContext):
         A task parked on its empty mailbox since the previous look (same ``mark``) is asked to end and
         leave the incarnation idle; the next message, or a stop request, makes the host ``activate`` it.
         """
-        receiver = self.mailbox._receiver
+        receiver = self._receiver
         if receiver is None:
             return None  # busy, or already leaving
         if receiver is mark:
-            self._retiring = True
-            self.mailbox.wake()
+            self.retire()
             return None
         return receiver
 
@@ -257,14 +346,15 @@ class ActorCell(ActorContext):
         ``linger_check``); the incarnation then lives on without a task until a message or a stop
         request makes the host call ``activate`` and then ``resume`` in a new task.
         """
-        actor = self._factory()
+        actor: Actor = self._setup.start()
         actor._context = self
         self.incarnation += 1
         self._stop_requested = False
-        self._retiring = False
         self._host = host
         self._actor = None
-        self._vars = None
+        if self._rare is not None:
+            self._rare.vars = None
+            self._drop_rare_if_unused()
         found = contextvars.copy_context() if host is not None else None
         try:
             await actor.on_start()
@@ -274,13 +364,14 @@ class ActorCell(ActorContext):
                 raise
             raise crash from exc
         if found is not None:
-            self._vars = _changed_vars(found)
+            changed = _changed_vars(found)
+            if changed is not None:
+                self._rare_state().vars = changed
         self._actor = actor
         started()
-        mailbox = self.mailbox
-        if host is not None and not mailbox and self._redelivery is None and not self._stop_requested:
+        if host is not None and not self.queue and self._pending() is None and not self._stop_requested:
             # nothing to do yet: hold no task until the first message (a tree may start 100,000 actors)
-            mailbox.go_idle()
+            self.go_idle()
             return False
         return await self.resume()
 
@@ -289,7 +380,7 @@ class ActorCell(ActorContext):
         actor = self._actor
         if actor is None:
             raise RuntimeError(f"actor {self.name!r} has no live incarnation to resume")
-        self.mailbox.unidle()
+        self.unidle()
         try:
             if await self._process(actor):
                 return False
@@ -316,21 +407,24 @@ class ActorCell(ActorContext):
 
     async def _process(self, actor: Actor) -> bool:
         """Messages until a stop request (False) or, when asked to retire while parked, idle (True)."""
-        mailbox = self.mailbox
+        mailbox = self
         queue = mailbox.queue
         receive = actor.receive
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
+        # only a crash, which ends this loop, sets a redelivery: it is looked up once, not per message
+        pending = self._pending()
         try:
             while not self._stop_requested:
-                if self._redelivery is not None:
-                    item, attempt = self._redelivery
+                if pending is not None:
+                    item, attempt = pending
                     delay = self.redelivery.delay
                     if delay is not None and not await self._paused(delay(attempt)):
                         item = None
                         break
-                    self._redelivery = None
+                    pending = None
+                    self._clear_pending()
                 elif queue:
                     item = queue.popleft()
                     if mailbox._senders:  # a sender waits for room: let one in
@@ -344,13 +438,10 @@ class ActorCell(ActorContext):
                         self.processed += 1
                         continue
                 else:
-                    await mailbox.wait_nonempty()
-                    if self._retiring:
-                        # the linger sweep woke us: leave, unless something arrived meanwhile
-                        self._retiring = False
-                        if not queue and not self._stop_requested:
-                            mailbox.go_idle()
-                            return True
+                    # the linger sweep may wake us with RETIRE: leave, unless something arrived meanwhile
+                    if await mailbox.wait_nonempty() is RETIRE and not queue and not self._stop_requested:
+                        mailbox.go_idle()
+                        return True
                     continue
                 context.attempt = attempt
                 if type(item) is Request:
@@ -371,7 +462,7 @@ class ActorCell(ActorContext):
                 # not a kill: an ordinary crash, and the asker must not get a bare cancellation
                 self._crashed(item, attempt, crash)
                 raise crash from exc
-            if item is not None and self._redelivery is None:
+            if item is not None and pending is None:
                 # killed (cancelled), or a BaseException such as SystemExit that will end the tree:
                 # an asker gets that exception itself rather than a stopped-actor error
                 cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
@@ -386,21 +477,23 @@ class ActorCell(ActorContext):
             # asks are never redelivered: the error goes to the asker
             fail_request(item, error)
         elif attempt <= self.redelivery.max_redeliveries:
-            self._redelivery = (item, attempt + 1)
+            self._rare_state().redelivery = (item, attempt + 1)
         else:
-            self._redelivery = None
+            self._clear_pending()
             self._lose(item, DeadLetterReason.CRASHED, error, attempt)
 
     async def _paused(self, delay: float) -> bool:
         """Sleep ``delay`` seconds; False when a stop request cut the pause short."""
         if delay <= 0:
             return True
-        self._pause = pause = self.new_future()
+        rare = self._rare_state()
+        rare.pause = pause = self.new_future()
         try:
             with anyio.move_on_after(delay):
                 await pause
         finally:
-            self._pause = None
+            rare.pause = None
+            self._drop_rare_if_unused()
         return not self._stop_requested
 
     def _lose(self, item: Any, reason: DeadLetterReason, error: BaseException | None, attempts: int) -> None:

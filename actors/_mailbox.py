@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import attrs
 
@@ -59,12 +59,8 @@ class _IdleQueue(deque[Any]):
 
 
 IDLE_QUEUE: Final = _IdleQueue()
-
-
-class Activatable(Protocol):
-    """What owns a mailbox that can go idle: it starts a task again when a message arrives."""
-
-    def activate(self) -> None: ...
+#: what ``Mailbox.wait_nonempty`` returns when the linger sweep asked its task to leave
+RETIRE: Final = object()
 
 
 class Request:
@@ -86,37 +82,36 @@ def fail_request(request: Request, error: BaseException) -> None:
 
 
 class Mailbox:
-    """An actor's queue. It belongs to the actor's identity, not to one incarnation."""
+    """An actor's queue. It belongs to the actor's identity, not to one incarnation.
+
+    An ``ActorCell`` is its own mailbox (a subclass: one object per actor rather than two, since a
+    supervisor may hold 100,000 idle actors); it activates its idle incarnation when a message arrives.
+    """
 
     __slots__ = (
         "_capacity",
         "_closed",
-        "_dead_letters",
-        "_new_future",
         "_overflow",
-        "_owner",
         "_receiver",
         "_senders",
+        "dead_letters",
         "name",
+        "new_future",
         "queue",
     )
 
     def __init__(
-        self,
-        name: str,
-        spec: MailboxSpec,
-        dead_letters: DeadLetters,
-        new_future: FutureFactory,
-        owner: Activatable | None = None,
+        self, name: str, spec: MailboxSpec, dead_letters: DeadLetters, new_future: FutureFactory
     ) -> None:
         self.name = name
         #: the messages, oldest first; ``IDLE_QUEUE`` (shared, empty) while the mailbox is idle
         self.queue: deque[Any] = deque()
         self._capacity = spec.capacity
         self._overflow = spec.overflow
-        self._dead_letters = dead_letters
-        self._new_future = new_future
-        self._owner = owner
+        #: where rejected and dropped messages are reported
+        self.dead_letters = dead_letters
+        #: makes the one-shot futures that parked receivers, waiting senders and asks await
+        self.new_future = new_future
         self._receiver: OneShot | None = None
         # made on first use, and a list, not a deque: an idle actor's empty deque would cost ~770 bytes,
         # and waiting senders are few
@@ -174,7 +169,7 @@ class Mailbox:
         capacity = self._capacity
         if capacity is not None and self._overflow is Overflow.BACKPRESSURE:
             while len(self.queue) >= capacity and not self._closed:
-                waiter = self._new_future()
+                waiter = self.new_future()
                 senders = self._senders
                 if senders is None:
                     self._senders = senders = []
@@ -216,18 +211,21 @@ class Mailbox:
     def _wake_idle(self) -> deque[Any]:
         queue: deque[Any] = deque()
         self.queue = queue
-        if self._owner is not None:
-            self._owner.activate()
+        self._woke()
         return queue
 
-    async def wait_nonempty(self) -> None:
-        """Park until a message arrives (or ``wake`` is called)."""
+    def _woke(self) -> None:
+        """An idle mailbox got a message: its owner starts a task again (``ActorCell`` overrides this)."""
+
+    async def wait_nonempty(self) -> Any:
+        """Park until a message arrives (or ``wake`` is called); returns what the waker passed (None,
+        unless it was ``retire``)."""
         if self.queue:
-            return
-        receiver = self._new_future()
+            return None
+        receiver = self.new_future()
         self._receiver = receiver
         try:
-            await receiver
+            return await receiver
         finally:
             if self._receiver is receiver:
                 self._receiver = None
@@ -239,6 +237,15 @@ class Mailbox:
             self._receiver = None
             if not receiver.done():
                 receiver.set_result(None)
+
+    def retire(self) -> None:
+        """Wake the parked receiver with ``RETIRE``: its task may leave the mailbox idle if nothing
+        arrived meanwhile (the linger sweep)."""
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            if not receiver.done():
+                receiver.set_result(RETIRE)
 
     def took_one(self) -> None:
         """Called by the receiver after taking a message: let one waiting sender in."""
@@ -270,7 +277,7 @@ class Mailbox:
         if type(item) is Request:
             fail_request(item, ActorStoppedError(f"actor {self.name!r} is stopped"))
         else:
-            self._dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.STOPPED))
+            self.dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.STOPPED))
 
     def _overflowed(self, item: Any) -> bool:
         """Apply the overflow policy to a full mailbox; True when ``item`` may be queued."""
@@ -289,4 +296,4 @@ class Mailbox:
         if type(item) is Request:
             fail_request(item, RequestDroppedError(f"mailbox of {self.name!r} dropped the request"))
             item = item.message
-        self._dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.OVERFLOW))
+        self.dead_letters.report(DeadLetter(item, self.name, DeadLetterReason.OVERFLOW))

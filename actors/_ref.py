@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from actors._mailbox import Request
+from actors._mailbox import Mailbox, Request
 
 if TYPE_CHECKING:
     from actors._cell import ActorCell, ActorStatistics, Terminated
@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 class ActorRef:
     """Send messages to an actor. Stable across restarts: the mailbox belongs to the actor's identity."""
 
-    __slots__ = ("_cell", "_mailbox")
+    __slots__ = ("_cell",)
 
     def __init__(self, cell: ActorCell) -> None:
         self._cell = cell
-        self._mailbox = cell.mailbox
+
+    @property
+    def _mailbox(self) -> Mailbox:
+        # the cell is its own mailbox; kept for code that reached the mailbox through the ref
+        return self._cell
 
     @property
     def name(self) -> str:
@@ -31,19 +35,19 @@ class ActorRef:
     @property
     def alive(self) -> bool:
         """False once the actor stopped for good."""
-        return not self._mailbox.closed
+        return not self._cell.closed
 
     def tell_nowait(self, message: Any) -> None:
         """Queue ``message`` without waiting. A full mailbox applies its overflow policy; under
         backpressure (and ``fail``) that raises ``MailboxFullError``. To a stopped actor: a dead letter."""
-        self._mailbox.put_nowait(message)
+        self._cell.put_nowait(message)
 
     async def tell(self, message: Any) -> None:
         """Queue ``message``, waiting for room in a bounded mailbox under backpressure.
 
         It does not yield when there is room: a sender in a loop keeps the CPU until the mailbox is full.
         """
-        await self._mailbox.put(message)
+        await self._cell.put(message)
 
     async def ask(self, message: Any, timeout: float | None = None) -> Any:
         """Send ``message`` and return the actor's reply (what ``receive`` returned).
@@ -54,17 +58,17 @@ class ActorRef:
         """
         reply = self._cell.new_future()
         if timeout is None:
-            await self._mailbox.put(Request(message, reply))
+            await self._cell.put(Request(message, reply))
             return await reply
         # the timeout covers waiting for room in a full mailbox too
         with anyio.fail_after(timeout):
-            await self._mailbox.put(Request(message, reply))
+            await self._cell.put(Request(message, reply))
             return await reply
 
     def ask_nowait(self, message: Any) -> Any:
         """Queue an ask without waiting for room; returns the awaitable reply."""
         reply = self._cell.new_future()
-        self._mailbox.put_nowait(Request(message, reply))
+        self._cell.put_nowait(Request(message, reply))
         return reply
 
     def watch(self, listener: Callable[[Terminated], None]) -> Callable[[], None]:

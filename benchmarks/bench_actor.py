@@ -6,6 +6,11 @@
 tell (same baselines as bench_emit): ``ref.tell_nowait`` N times into an unbounded mailbox, then wait
 until the actor processed all N (it completes a future at the N-th); ``await ref.tell`` likewise.
 ask (same baselines as bench_publish): ``await ref.ask(i)`` N times, the actor returns the message.
+wake (``BENCH_WAKE_N``, default 10,000): that many actors under one supervisor, idle from their start
+(an actor with an empty mailbox holds no task), are each told one message; from the first ``tell_nowait``
+until all of them processed it: each message costs one activation (a task spawned, the message taken,
+the task parked). Baseline: as many bare ``start_soon`` tasks in one anyio task group, each doing the
+same work (a call that counts down), from the first spawn until the last one ran.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ N = env_int("BENCH_N", 1_000_000)
 ASK_N = env_int("BENCH_ASK_N", max(1, N // 10))
 PYKKA_N = env_int("BENCH_PYKKA_N", max(1, N // 5))
 PYKKA_ASK_N = max(1, ASK_N // 5)
+WAKE_N = env_int("BENCH_WAKE_N", 10_000)
 
 
 class Counter(Actor):
@@ -37,6 +43,53 @@ class Counter(Actor):
         self.count += 1
         if self.count == self.n:
             self.done.set()
+
+
+class Countdown:
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = anyio.Event()
+
+    def count(self) -> None:
+        self.left -= 1
+        if not self.left:
+            self.done.set()
+
+
+class Waker(Actor):
+    async def receive(self, message: Any) -> None:
+        message.count()
+
+
+def ours_wake(n: int = WAKE_N, backend: str = "asyncio") -> tuple[int, float]:
+    async def main() -> float:
+        countdown = Countdown(n)
+        specs = [ChildSpec(f"w{i}", Waker) for i in range(n)]
+        async with open_supervisor(specs, intensity=None) as sup:
+            refs = [child.ref for child in sup.which_children() if child.ref is not None]
+            start = time.perf_counter()
+            for ref in refs:
+                ref.tell_nowait(countdown)
+            await countdown.done.wait()
+            return time.perf_counter() - start
+
+    return n, anyio.run(main, backend=backend)
+
+
+def raw_spawn(n: int = WAKE_N, backend: str = "asyncio") -> tuple[int, float]:
+    async def task(countdown: Countdown) -> None:
+        countdown.count()
+
+    async def main() -> float:
+        countdown = Countdown(n)
+        async with anyio.create_task_group() as tg:
+            start = time.perf_counter()
+            for _ in range(n):
+                tg.start_soon(task, countdown)
+            await countdown.done.wait()
+            return time.perf_counter() - start
+
+    return n, anyio.run(main, backend=backend)
 
 
 class Echo(Actor):
@@ -105,13 +158,24 @@ def main() -> None:
         rounds,
         label="ask",
     )
+    wake = run_cases(
+        [
+            ("anyio start_soon", raw_spawn),
+            ("wake idle actors", ours_wake),
+            ("anyio start_soon (trio)", lambda: raw_spawn(backend="trio")),
+            ("wake idle actors (trio)", lambda: ours_wake(backend="trio")),
+        ],
+        rounds,
+        label="wake",
+    )
     report(
         "bench_actor",
         [
             (f"actor tell, N={N:,}", tell, ["anyio stream", "pykka tell"], "messages/s"),
             (f"actor ask, N={ASK_N:,}", ask, ["raw future round trip", "pykka ask"], "calls/s"),
+            (f"wake idle actors, N={WAKE_N:,}", wake, ["anyio start_soon"], "activations/s"),
         ],
-        extra={"n": N, "ask_n": ASK_N, "pykka_n": PYKKA_N, "pykka_ask_n": PYKKA_ASK_N},
+        extra={"n": N, "ask_n": ASK_N, "pykka_n": PYKKA_N, "pykka_ask_n": PYKKA_ASK_N, "wake_n": WAKE_N},
     )
 
 

@@ -5,7 +5,10 @@
 
 "Idle" as DESIGN section 5 and issue 10 define it: every actor handled one message and then sat idle
 for 3 s, past the supervisors' default linger (1 s), so that its task exited; the incarnation (the
-``Actor`` instance, its state, the bus handler's dependencies) lives on.
+``Actor`` instance, its state, the bus handler's dependencies) lives on. For the ``actors`` rows the
+reading also waits until every actor reports ``statistics().idle`` (on a loaded machine retiring
+100,000 tasks can outlast the 3 s; stderr says when) and then 0.5 s more, for the last tasks to finish
+exiting (an actor is idle just before its task ends).
 
 Each measurement runs in a fresh subprocess (so that one run's freed-but-kept arenas do not hide the
 next one's growth), once with ``tracemalloc`` and once without it for RSS (tracemalloc's own traces
@@ -23,8 +26,6 @@ state, unbounded mailbox); each is told one message, and the reading is taken on
 it and 3 s passed. ``handlers``: a ``MessageRegistry`` with N distinct handler functions (made by a
 closure factory, distinct ``__qualname__``), each with its default policy, run by a ``BusTerminal``:
 one supervised handler actor per function; one event is emitted to all of them, then the same wait.
-A last table repeats the ``handlers`` tracemalloc reading for 1, 10, 100 and 10,000 handlers (one
-round each): with few handlers the terminal's own tree dominates the per-handler figure.
 The "just started" rows: the same actors right after the start, before any message (an actor with
 an empty mailbox holds no task from its start on; before activation on demand each was parked in a
 task of its own), for comparison.
@@ -33,6 +34,15 @@ The cyclic GC is disabled during the start (``gc.collect()`` runs before each re
 rescanning a heap of 100,000 growing actors makes the start take minutes; it does not change what is
 measured. 1 round by default (the figures move by under 1% between runs: BENCH_REPEATS=3 for more).
 
+A last table repeats the ``handlers`` tracemalloc reading for 1, 10, 100 and 10,000 handlers (one
+round each): with few handlers the terminal's own tree dominates the per-handler figure.
+
+Scaling (``actors``, tracemalloc, asyncio): the same measurement with 1, 10, 100, 10,000 actors
+(``BENCH_SCALE``, comma-separated) beside the N-actor row, and the N-actor row on trio. With few actors
+the supervisor's own objects (its task group, linger sweep, tables) are shared by few; with many, the
+tables of tasks that ran at the wake-up peak (asyncio's and anyio's task registries, which keep their
+size) are shared by many.
+
 Target (issue 10, DESIGN section 5): at most 512 bytes per idle actor (tracemalloc).
 """
 
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -54,11 +65,14 @@ from bus import BusTerminal, Event, MessageRegistry
 from supervisor import ChildSpec, open_supervisor
 
 ACTORS = env_int("BENCH_ACTORS", 100_000)
+SCALE = tuple(int(n) for n in os.environ.get("BENCH_SCALE", "1,10,100,10000").split(",") if n.strip())
 HANDLERS = env_int("BENCH_HANDLERS", 10_000)
-SCALES = (1, 10, 100, 10_000)
+HANDLER_SCALE = (1, 10, 100, 10_000)
 TARGET = 512
 #: how long the actors sit idle before the reading: past the default linger (1 s) and its sweep
 IDLE_SECONDS = 3.0
+#: after the last actor went idle, for its task to finish exiting
+SETTLE_SECONDS = 0.5
 
 
 class Idle(Actor):
@@ -99,7 +113,7 @@ def _measure(traced: bool) -> int:
     return rss_bytes()
 
 
-def measure(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
+def measure(kind: str, traced: bool, count: int = 0, backend: str = "asyncio") -> dict[str, float]:
     """One measurement in this process: bytes per actor (and per registration, for handlers)."""
     if traced:
         tracemalloc.start()
@@ -109,7 +123,7 @@ def measure(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
 
     async def main() -> dict[str, float]:
         if kind == "actors":
-            n = ACTORS
+            n = count or ACTORS
             setup_before = _measure(traced)
             specs = [ChildSpec(f"idle-{i}", Idle) for i in range(n)]
             countdown = Countdown(n)
@@ -121,6 +135,19 @@ def measure(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
                     child.ref.tell_nowait(countdown)
                 await countdown.done.wait()
                 await anyio.sleep(IDLE_SECONDS)
+                # on a loaded machine retiring 100,000 tasks can outlast the 3 s: the reading is of
+                # idle actors, so wait (and say so) until the last one gave up its task
+                waited = 0.0
+                refs = [child.ref for child in sup.which_children() if child.ref is not None]
+                while not all(ref.statistics().idle for ref in refs):
+                    await anyio.sleep(0.1)
+                    waited += 0.1
+                del refs
+                if waited:
+                    print(f"waited {waited:.1f} s more for every actor to be idle", file=sys.stderr)
+                # an actor is idle just before its task exits: let the last tasks (and the task group
+                # of the activations, which closes with them) finish exiting
+                await anyio.sleep(SETTLE_SECONDS)
                 after = _measure(traced)
                 assert len(sup.which_children()) == n
         else:
@@ -145,13 +172,13 @@ def measure(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
             "setup_per_actor": (before - setup_before) / n,
         }
 
-    return anyio.run(main)
+    return anyio.run(main, backend=backend)
 
 
-def _subprocess(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
+def _subprocess(kind: str, traced: bool, count: int = 0, backend: str = "asyncio") -> dict[str, float]:
     mode = "traced" if traced else "rss"
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode, str(count)],
+        [sys.executable, str(Path(__file__).resolve()), "--one", kind, mode, str(count), backend],
         check=True,
         capture_output=True,
         text=True,
@@ -161,8 +188,8 @@ def _subprocess(kind: str, traced: bool, count: int = 0) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--one":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced", int(sys.argv[4]))))
+    if len(sys.argv) == 6 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3] == "traced", int(sys.argv[4]), sys.argv[5])))
         return
     rounds = repeats(1)
     print(f"memory: {ACTORS:,} idle actors, {HANDLERS:,} idle handler actors, {rounds} rounds")
@@ -187,12 +214,24 @@ def main() -> None:
             if key in setup_labels:
                 setup.setdefault(setup_labels[key], []).append(result["setup_per_actor"])
         print(f"  memory round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-    # scaling: the same bus-handler reading for 1, 10, 100 and 10,000 handlers (what the
-    # terminal costs whatever the number of handlers shows up in the small counts)
+    # the actor row's scaling: fewer actors (asyncio), and the N-actor row on trio
     scaling: dict[str, list[float]] = {}
-    for count in SCALES:
+    for r in range(rounds):
+        for n in SCALE:
+            result = _subprocess("actors", True, n)
+            scaling.setdefault(f"{n:,} actors, tracemalloc", []).append(result["per_actor"])
+        scaling.setdefault(f"{ACTORS:,} actors, tracemalloc", []).extend(
+            per_actor[labels[("actors", True)]][r : r + 1]
+        )
+        result = _subprocess("actors", True, ACTORS, "trio")
+        scaling.setdefault(f"{ACTORS:,} actors, tracemalloc (trio)", []).append(result["per_actor"])
+        print(f"  scaling round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    # the bus-handler reading for 1, 10, 100 and 10,000 handlers (what the terminal costs whatever
+    # the number of handlers shows up in the small counts)
+    handler_scaling: dict[str, list[float]] = {}
+    for count in HANDLER_SCALE:
         result = _subprocess("handlers", True, count)
-        scaling[f"{count:,} bus handlers, tracemalloc"] = [result["per_actor"]]
+        handler_scaling[f"{count:,} bus handlers, tracemalloc"] = [result["per_actor"]]
         print(f"  scaling {count:,} handlers done", file=sys.stderr, flush=True)
     medians = {k: sorted(v)[len(v) // 2] for k, v in per_actor.items()}
     verdicts = {k: ("pass" if m <= TARGET else "miss") for k, m in medians.items()}
@@ -207,11 +246,13 @@ def main() -> None:
             ),
             ("just started, no message yet (minus before start)", parked, [], "bytes/actor"),
             ("set-up memory, not counted above", setup, [], "bytes/item"),
-            ("idle bus handlers by number (1 round each)", scaling, [], "bytes/handler"),
+            ("idle actor memory by number of actors (as the first table)", scaling, [], "bytes/actor"),
+            ("idle bus handlers by number (1 round each)", handler_scaling, [], "bytes/handler"),
         ],
         extra={
             "actors": ACTORS,
             "handlers": HANDLERS,
+            "scale": SCALE,
             "idle_seconds": IDLE_SECONDS,
             "target_bytes": TARGET,
             "verdicts": verdicts,

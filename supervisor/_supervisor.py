@@ -23,14 +23,19 @@ from actors import (
     current_future_factory,
     escaped_cancellation,
 )
+from supervisor._activations import Activations
 from supervisor._child import (
+    ActorChild,
     Child,
     ChildState,
     Exit,
     RestartDue,
+    SupervisorChild,
     Timer,
     is_shutdown,
+    more_of,
     over_intensity,
+    trim,
 )
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
 from supervisor._linger import Sweeper
@@ -73,13 +78,15 @@ class Supervisor:
         self.new_future = new_future or current_future_factory()
         self.incarnation = 0
         self.restarts = 0
-        self._children: list[Child] = []
+        #: the children by id, in start order (one table, not a list beside it: 100,000 children)
         self._by_id: dict[str, Child] = {}
         self._events: deque[Exit | RestartDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
         #: retires idle actor children (None with linger=None); one per incarnation
         self._sweeper: Sweeper | None = None
+        #: runs idle actor children again (None with linger=None); one per incarnation
+        self._activations: Activations | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
         #: "starting" (static children starting), "running" or "stopped"
@@ -102,7 +109,7 @@ class Supervisor:
                 c.runnable.ref if isinstance(c.runnable, ActorCell) else None,
                 c.runnable if isinstance(c.runnable, Supervisor) else None,
             )
-            for c in self._children
+            for c in self._by_id.values()
         ]
 
     def ref(self, child_id: str) -> ActorRef:
@@ -125,7 +132,7 @@ class Supervisor:
         Each node's ``restarts`` counts how often that node was restarted by its parent (0 for a root).
         """
         children: list[TreeSnapshot] = []
-        for c in self._children:
+        for c in self._by_id.values():
             if isinstance(c.runnable, Supervisor):
                 children.append(c.runnable.snapshot(c.state.value, c.restarts))
             else:
@@ -161,7 +168,6 @@ class Supervisor:
             if spec.id in self._by_id:
                 raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
             child = self._new_child(spec)
-            self._children.append(child)
             self._by_id[spec.id] = child
             try:
                 await self._start(child)
@@ -240,13 +246,13 @@ class Supervisor:
         self._sweeper = None if linger is None else Sweeper(linger, self.new_future)
         #: the context idle actors' activations start from when their on_start set no variable
         self._context = contextvars.copy_context()
-        self._children = [self._new_child(spec) for spec in self.spec.children]
-        self._by_id = {child.spec.id: child for child in self._children}
+        self._by_id = {spec.id: self._new_child(spec) for spec in self.spec.children}
         failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self._phase = "starting"
+                self._activations = None if self._sweeper is None else Activations(tg, self._context)
                 if self._sweeper is not None:
                     tg.start_soon(self._sweeper.run, name=f"supervisor {self.name} linger")
                 try:
@@ -275,7 +281,7 @@ class Supervisor:
         finally:
             # Children not stopped one by one (this supervisor was killed, or a child failed to start)
             # were cancelled with it: they are gone for good, so their refs must say so.
-            for child in reversed(self._children):
+            for child in reversed(tuple(self._by_id.values())):
                 if child.state is not ChildState.GAVE_UP:
                     child.state = ChildState.STOPPED
                 child.runnable.terminate(None)
@@ -285,25 +291,16 @@ class Supervisor:
     # -- internals ----------------------------------------------------------------------------------
 
     def _new_child(self, spec: ChildSpec) -> Child:
-        runnable: ActorCell | Supervisor
         if isinstance(spec.start, SupervisorSpec):
-            runnable = Supervisor(
+            nested = Supervisor(
                 spec.id,
                 spec.start,
                 dead_letters=self.dead_letters,
                 new_future=self.new_future,
                 on_give_up=self.on_give_up,
             )
-        else:
-            runnable = ActorCell(
-                spec.id,
-                spec.start,
-                mailbox=spec.mailbox,
-                redelivery=spec.redelivery,
-                dead_letters=self.dead_letters,
-                new_future=self.new_future,
-            )
-        return Child(spec, runnable)
+            return SupervisorChild(spec, nested)
+        return ActorChild(spec, self.dead_letters, self.new_future)
 
     def _find(self, child_id: str) -> Child:
         child = self._by_id.get(child_id)
@@ -320,7 +317,7 @@ class Supervisor:
 
     async def _start_all(self) -> None:
         started: list[Child] = []
-        for child in self._children:
+        for child in tuple(self._by_id.values()):
             try:
                 await self._start(child)
             except Exception as exc:
@@ -332,7 +329,7 @@ class Supervisor:
 
     async def _start(self, child: Child) -> None:
         child.state = ChildState.STARTING
-        child.incarnation += 1
+        child.generation += 1
         started = self.new_future()
         self._spawn(child, started)
         try:
@@ -346,8 +343,7 @@ class Supervisor:
         child that is not running is left alone: its next incarnation takes its mail."""
         child = self._by_id.get(cell.name)
         if (
-            child is not None
-            and child.runnable is cell
+            child is cell
             and child.scope is None
             and child.state in (ChildState.RUNNING, ChildState.STOPPING)
         ):
@@ -366,15 +362,16 @@ class Supervisor:
         if sweeper is not None and isinstance(runnable, ActorCell):
             sweeper.track(runnable)
             if started is None:
+                assert self._activations is not None
                 # an activation runs in the context its incarnation's on_start left, not in the
                 # context of whoever sent the message that woke it
-                context = runnable.task_context or self._context
-                context.run(self._start_soon, tg, child, scope)
+                self._activations.start(
+                    runnable.task_context or self._context,
+                    self._run_child, child, child.generation, None, scope,
+                    name=child.spec.id,
+                )
                 return
-        tg.start_soon(self._run_child, child, child.incarnation, started, scope, name=child.spec.id)
-
-    def _start_soon(self, tg: anyio.abc.TaskGroup, child: Child, scope: anyio.CancelScope) -> None:
-        tg.start_soon(self._run_child, child, child.incarnation, None, scope, name=child.spec.id)
+        tg.start_soon(self._run_child, child, child.generation, started, scope, name=child.spec.id)
 
     async def _run_child(
         self, child: Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
@@ -384,7 +381,7 @@ class Supervisor:
             # first message before that must still be seen to exit
             child.state = ChildState.RUNNING
             if child.spec.backoff is not None:
-                child.last_started = anyio.current_time()
+                more_of(child).last_started = anyio.current_time()
             if started is not None and not started.done():
                 started.set_result(None)
 
@@ -418,9 +415,12 @@ class Supervisor:
             child.scope = None
         if self._sweeper is not None and isinstance(runnable, ActorCell):
             self._sweeper.untrack(runnable)
-        waiters = child.exit_waiters
+        more = child._more
+        waiters = None if more is None else more.exit_waiters
         if waiters:
-            child.exit_waiters = None
+            assert more is not None
+            more.exit_waiters = None
+            trim(child)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -429,7 +429,7 @@ class Supervisor:
         if started is not None and not started.done():
             started.set_exception(error or RuntimeError(f"child {child.spec.id!r} exited before it started"))
             return
-        if child.state is ChildState.RUNNING and child.incarnation == incarnation:
+        if child.state is ChildState.RUNNING and child.generation == incarnation:
             self._events.append(Exit(child, incarnation, error))
             self._notify()
 
@@ -452,7 +452,7 @@ class Supervisor:
 
     async def _on_exit(self, event: Exit) -> None:
         child = event.child
-        if child.incarnation != event.incarnation or child.state is not ChildState.RUNNING:
+        if child.generation != event.incarnation or child.state is not ChildState.RUNNING:
             return
         error = event.error
         child_id = child.spec.id
@@ -492,9 +492,7 @@ class Supervisor:
             self._tell_give_up(gave_up)
             raise gave_up
         own = child.spec.intensity
-        if child.restart_times is None:
-            child.restart_times = []
-        if own is not None and over_intensity(child.restart_times, now, own):
+        if own is not None and over_intensity(self._restart_times_of(child), now, own):
             _log.error(
                 "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
                 self.name, child_id, own.max_restarts, own.within, error,
@@ -529,7 +527,7 @@ class Supervisor:
             assert self._tg is not None
             timer = Timer(anyio.CancelScope(), list(group))
             for member in group:
-                member.timer = timer
+                more_of(member).timer = timer
             self._tg.start_soon(self._restart_after, timer, delay)
         else:
             await self._start_group(group)
@@ -549,7 +547,7 @@ class Supervisor:
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return (child,)
-        members = self._children
+        members = tuple(self._by_id.values())
         if strategy is Strategy.REST_FOR_ONE:
             members = members[members.index(child):]
         alive = (ChildState.RUNNING, ChildState.RESTARTING, ChildState.STARTING)
@@ -559,17 +557,26 @@ class Supervisor:
         backoff = child.spec.backoff
         if backoff is None:
             return 0.0
-        if backoff.reset_after is not None and now - child.last_started >= backoff.reset_after:
-            child.backoff_restarts = 0
-        delay = backoff.delay(child.backoff_restarts)
-        child.backoff_restarts += 1
+        more = more_of(child)
+        if backoff.reset_after is not None and now - more.last_started >= backoff.reset_after:
+            more.backoff_restarts = 0
+        more = more_of(child)
+        delay = backoff.delay(more.backoff_restarts)
+        more.backoff_restarts += 1
         return delay
+
+    @staticmethod
+    def _restart_times_of(child: Child) -> list[float]:
+        more = more_of(child)
+        if more.restart_times is None:
+            more.restart_times = []
+        return more.restart_times
 
     async def _restart_after(self, timer: Timer, delay: float) -> None:
         with timer.scope:
             await anyio.sleep(delay)
             for member in timer.members:
-                member.timer = None
+                more_of(member).timer = None
             self._events.append(RestartDue(tuple(timer.members)))
             self._notify()
 
@@ -582,11 +589,11 @@ class Supervisor:
             except Exception as exc:
                 # a restart that fails to start counts as another crash of that child
                 member.state = ChildState.RUNNING
-                self._events.appendleft(Exit(member, member.incarnation, exc))
+                self._events.appendleft(Exit(member, member.generation, exc))
                 return
 
     async def _stop_all(self) -> None:
-        for child in reversed(self._children):
+        for child in reversed(tuple(self._by_id.values())):
             await self._stop_child(child)
             self._finish(child, None)
 
@@ -594,7 +601,8 @@ class Supervisor:
         timer = child.timer
         if timer is not None:
             # the group's timer still restarts the other members: it is cancelled with its last one
-            child.timer = None
+            more_of(child).timer = None
+            trim(child)
             timer.members.remove(child)
             if not timer.members:
                 timer.scope.cancel()
@@ -624,9 +632,10 @@ class Supervisor:
         if child.scope is None:
             return True
         waiter = self.new_future()
-        if child.exit_waiters is None:
-            child.exit_waiters = []
-        child.exit_waiters.append(waiter)
+        more = more_of(child)
+        if more.exit_waiters is None:
+            more.exit_waiters = []
+        more.exit_waiters.append(waiter)
         with anyio.move_on_after(timeout):
             await waiter
         return waiter.done() and not waiter.cancelled()
@@ -638,7 +647,6 @@ class Supervisor:
             self._forget(child)
 
     def _forget(self, child: Child) -> None:
-        self._children.remove(child)
         del self._by_id[child.spec.id]
 
 

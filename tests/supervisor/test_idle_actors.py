@@ -6,6 +6,8 @@ between: its state, one ``on_start`` and one ``on_stop`` per incarnation, and ev
 from __future__ import annotations
 
 import contextvars
+import gc
+import tracemalloc
 from typing import Any
 
 import anyio
@@ -279,3 +281,70 @@ async def test_a_reactivated_actor_sees_the_context_its_on_start_set_and_never_t
             assert sup.ref("situated").statistics().idle
             assert await sup.ref("situated").ask("where") == "inside situated"
             assert await sup.ref("plain").ask("where") == "nowhere"
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_brutal_kill_right_after_a_message_woke_an_idle_actor_ends_it_without_on_stop() -> None:
+    journal = Journal()
+    notices: list[Terminated] = []
+    async with open_supervisor([tally("A", journal, shutdown=BRUTAL_KILL)], linger=LINGER) as sup:
+        a = sup.ref("A")
+        a.watch(notices.append)
+        assert a.statistics().idle
+        a.tell_nowait(Sleep(10.0))  # its activation is asked for, and has not run yet
+        await sup.terminate_child("A")
+        assert [c.state for c in sup.which_children()] == ["stopped"]
+        assert not a.alive
+        # the supervisor goes on: another activation after the kill starts afresh
+        await sup.restart_child("A")
+        assert await sup.ref("A").ask("again") == 1
+    # killed both times (the shutdown too is a brutal kill): two starts, never an on_stop
+    assert journal.events == [("start", "A"), ("start", "A")]
+    assert [n.name for n in notices] == ["A"]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_activations_end_and_begin_again_in_waves_while_busy_actors_keep_their_task() -> None:
+    journal = Journal()
+    names = [f"a{i}" for i in range(20)]
+    async with open_supervisor([tally(n, journal) for n in [*names, "busy"]], linger=LINGER) as sup:
+        busy = sup.ref("busy")
+        busy.tell_nowait(Sleep(100.0))  # holds its activation through every wave below
+        for wave in (1, 2, 3):
+            for n in names:
+                sup.ref(n).tell_nowait(wave)
+            await anyio.sleep(PAST_LINGER)
+            assert all(sup.ref(n).statistics().idle for n in names)
+            assert all(sup.ref(n).statistics().processed == wave for n in names)
+            assert not busy.statistics().idle
+        assert await busy.ask("after the sleep") == 2
+    assert all(journal.count("start", n) == journal.count("stop", n) == 1 for n in [*names, "busy"])
+
+
+class Quiet(Actor):
+    async def receive(self, message: Any) -> None:
+        pass
+
+
+async def test_an_idle_actor_child_costs_a_bounded_number_of_bytes() -> None:
+    # a regression guard, not the benchmark (benchmarks/bench_memory.py): an idle actor child is one
+    # object for its cell, mailbox, context and supervisor record, one ActorRef and its Actor, plus
+    # its share of the tables of tasks that ran; 2,000 actors, so the tables weigh more than at 100,000
+    n = 2_000
+    specs = [ChildSpec(f"q{i}", Quiet) for i in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with open_supervisor(specs, linger=0.05, intensity=None) as sup:
+            refs = [sup.ref(spec.id) for spec in specs]
+            for ref in refs:
+                ref.tell_nowait("one")
+            await wait_until(lambda: all(r.statistics().processed == 1 and r.statistics().idle for r in refs))
+            # an actor is idle just before its task ends: let the last tasks and their group exit
+            await anyio.sleep(0.1)
+            gc.collect()
+            per_actor = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert per_actor < 700, f"{per_actor:.0f} bytes per idle actor"

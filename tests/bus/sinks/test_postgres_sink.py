@@ -204,9 +204,11 @@ async def test_a_connection_lost_between_batches_is_opened_again(
         finally:
             await admin.close()
         try:
-            # the client may or may not have seen the termination yet
+            # the client may or may not have seen the termination yet: the write may fail in any
+            # of asyncpg's ways (a server error, a closed connection, "another operation is in
+            # progress" while the protocol is still mid-statement)
             await sink.write(second)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except Exception:  # noqa: BLE001 - the sink actor retries after any failed write
             await sink.write(second)  # as the sink actor does: the same batch again
         assert await sink.read() == first + second
 
