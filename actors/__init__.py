@@ -16,6 +16,7 @@ from actors._errors import (
     ActorStoppedError,
     MailboxFullError,
     RequestDroppedError,
+    describe_exception,
 )
 from actors._mailbox import Mailbox, MailboxSpec, Overflow, Request
 from actors._ref import ActorRef
@@ -49,5 +50,6 @@ __all__ = (
     "Terminated",
     "TrioFuture",
     "current_future_factory",
+    "describe_exception",
     "escaped_cancellation",
 )

@@ -1,6 +1,25 @@
-"""Errors raised by the actor runtime."""
+"""Errors raised by the actor runtime, and how the runtime describes any exception."""
 
 from __future__ import annotations
+
+
+def describe_exception(error: BaseException) -> str:
+    """An exception as one line, ``"TypeName: text"`` (``"TypeName"`` alone when it has no text).
+
+    Never raises: an exception whose own ``__str__`` raises is described as
+    ``"TypeName: <str() failed: ...>"``, so that describing a user's odd exception (to log it,
+    dead-letter it, or put it in another error's message) can never crash the code describing it.
+    Types outside the builtins are named with their module: ``"app.errors.Declined: card"``.
+    """
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    try:
+        text = str(error)
+    except Exception as failure:  # noqa: BLE001 - any failure of a user's __str__ is described
+        text = f"<str() failed: {type(failure).__name__}>"
+    return f"{name}: {text}" if text else name
 
 
 class ActorError(Exception):
@@ -31,6 +50,6 @@ class ActorCrashedError(ActorError):
     """
 
     def __init__(self, actor: str, cause: BaseException) -> None:
-        super().__init__(f"actor {actor!r} crashed: {type(cause).__name__} escaped its code: {cause!r}")
+        super().__init__(f"actor {actor!r} crashed: {describe_exception(cause)} escaped its code")
         self.actor = actor
         self.__cause__ = cause

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, final
 
 import msgspec
 
+from actors import describe_exception
 from bus._errors import RegistrationError, UnknownEventTypeError
 
 # Every Event subclass by its type name: what turns a name read from the wire back into a class.
@@ -382,14 +383,10 @@ def new_contexts(
 def describe_error(error: BaseException) -> str:
     """An exception as one line of text with its type: ``"ValueError: bad input"``.
 
-    Types outside the builtins are named with their module: ``"app.errors.Declined: card"``.
+    Types outside the builtins are named with their module: ``"app.errors.Declined: card"``. Never
+    raises, even for an exception whose own ``__str__`` does (see `actors.describe_exception`).
     """
-    kind = type(error)
-    name = kind.__qualname__
-    if kind.__module__ != "builtins":
-        name = f"{kind.__module__}.{name}"
-    text = str(error)
-    return f"{name}: {text}" if text else name
+    return describe_exception(error)
 
 
 class DeadLetter(Event):

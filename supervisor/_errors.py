@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors import ActorError
+from actors import ActorError, describe_exception
 
 
 class SupervisorError(ActorError):
@@ -17,7 +17,7 @@ class ChildStartError(SupervisorError):
     """
 
     def __init__(self, supervisor: str, child_id: str, cause: BaseException) -> None:
-        super().__init__(f"supervisor {supervisor!r}: child {child_id!r} failed to start: {cause!r}")
+        super().__init__(f"supervisor {supervisor!r}: child {child_id!r} failed to start: {describe_exception(cause)}")
         self.supervisor = supervisor
         self.child_id = child_id
 

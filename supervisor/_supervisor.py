@@ -21,6 +21,7 @@ from actors import (
     OneShot,
     Terminated,
     current_future_factory,
+    describe_exception,
     escaped_cancellation,
 )
 from supervisor._activations import Activations
@@ -515,7 +516,7 @@ class Supervisor:
         delay = self._backoff_delay(child, now)
         _log.info(
             "supervisor %r: child %r %s; restarting %s (restart %d%s)",
-            self.name, child_id, "exited" if error is None else f"crashed with {error!r}",
+            self.name, child_id, "exited" if error is None else f"crashed with {describe_exception(error)}",
             ", ".join(repr(m.spec.id) for m in group), child.restarts,
             f", in {delay:.3f} s" if delay > 0 else "",
             extra={

@@ -327,3 +327,44 @@ async def test_a_cancelled_publish_still_queued_never_runs_and_the_running_one_c
             await terminal.bus.publish(Ping(3))
             await terminal.drain()
     assert ran == [1, 3]
+
+
+class Unprintable(Exception):
+    """An odd exception: its own ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ fails")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ fails")
+
+
+async def test_an_exception_that_cannot_be_printed_is_an_ordinary_crash_of_its_handler_alone() -> None:
+    letters: list[DeadLetter] = []
+    others: list[int] = []
+
+    async def unprintable(event: Ping, ctx: MessageContext) -> None:
+        raise Unprintable
+
+    async def sibling(event: Ping, ctx: MessageContext) -> None:
+        others.append(event.n)
+
+    async def on_dead_letter(letter: DeadLetter, ctx: Any) -> None:
+        letters.append(letter)
+
+    registry = MessageRegistry()
+    registry.register(unprintable, retries=1, retry_backoff=0.0)
+    registry.register(sibling, on_dead_letter)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Ping(1))
+            await terminal.drain()
+            with pytest.raises(Unprintable):
+                await terminal.bus.publish(Ping(2))
+            await terminal.drain()
+            assert terminal.handler_ref(unprintable.__qualname__).alive
+            handlers = node(terminal.snapshot(), "handlers")
+            assert {child.state for child in handlers.children} == {"running"}
+    assert others == [1]  # publish stops at the first failing handler, registered before `sibling`
+    assert [(d.reason, d.attempts) for d in letters] == [("retries_exhausted", 2)]
+    assert letters[0].error.endswith("Unprintable: <str() failed: RuntimeError>")

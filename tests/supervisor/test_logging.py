@@ -141,3 +141,30 @@ async def test_a_dead_letter_listener_error_is_counted_and_logged(caplog: pytest
     assert hub.listener_errors == 1
     [record] = records(caplog, "actors", logging.ERROR)
     assert record.actor == "Q"  # type: ignore[attr-defined]
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ fails")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ fails")
+
+
+class RaisesUnprintable(Actor):
+    async def receive(self, message: Any) -> Any:
+        if message == CRASH:
+            raise Unprintable
+        return "ok"
+
+
+async def test_a_child_crashing_with_an_exception_that_cannot_be_printed_is_restarted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="supervisor")
+    async with open_supervisor([ChildSpec("odd", RaisesUnprintable)], name="top") as sup:
+        sup.ref("odd").tell_nowait(CRASH)
+        assert await sup.ref("odd").ask("hello") == "ok"
+        assert [child.restarts for child in sup.which_children()] == [1]
+    [record] = records(caplog, "supervisor", logging.INFO)
+    assert "Unprintable: <str() failed: RuntimeError>" in record.getMessage()
