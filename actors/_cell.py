@@ -438,8 +438,17 @@ class ActorCell(Mailbox, ActorContext):
                         self.processed += 1
                         continue
                 else:
+                    # wait_nonempty() inlined (the queue is empty here): a round trip such as an ask
+                    # parks once per message, and this saves a coroutine each time
+                    receiver = mailbox.new_future()
+                    mailbox._receiver = receiver
+                    try:
+                        woke = await receiver
+                    finally:
+                        if mailbox._receiver is receiver:
+                            mailbox._receiver = None
                     # the linger sweep may wake us with RETIRE: leave, unless something arrived meanwhile
-                    if await mailbox.wait_nonempty() is RETIRE and not queue and not self._stop_requested:
+                    if woke is RETIRE and not queue and not self._stop_requested:
                         mailbox.go_idle()
                         return True
                     continue

@@ -16,6 +16,7 @@ from actors import (
     Request,
     RequestDroppedError,
 )
+from bus import _events
 from bus._codec import JSON
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot, Route, must_run_inline
 from bus._errors import (
@@ -29,10 +30,9 @@ from bus._events import (
     Event,
     MessageContext,
     Stamp,
+    _now_ns,
     check_headers,
     new_contexts,
-    new_stamp,
-    stamped,
 )
 from bus._handlers import BusHandle
 
@@ -78,13 +78,6 @@ class EventBus(BusHandle, Generic[E]):
             return MessageContext.new(headers, message_id=message_id)
         return parent.caused(headers, message_id=message_id)
 
-    def _stamp(self, headers: Mapping[str, str] | None) -> MessageContext | Stamp:
-        """A new message's identity, captured now: a stamp the handlers' actors turn into its
-        ``MessageContext`` only if a handler takes one (headers are merged eagerly)."""
-        if headers is not None:
-            return self._new_context(headers)
-        return new_stamp(self._context)
-
     async def publish(self, event: E, *, headers: Mapping[str, str] | None = None) -> None:
         """Deliver ``event`` to each subscribed handler in registration order, awaiting each one's
         completion before the next. The first handler exception is raised here as itself; later
@@ -92,14 +85,21 @@ class EventBus(BusHandle, Generic[E]):
         dispatcher = self._dispatcher
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("publish")
-        route = dispatcher.route(event)
+        route = dispatcher.routes.get(type(event))  # as in emit_nowait
+        if route is None or dispatcher.closed:
+            route = dispatcher.route(event)
         if not route.slots:
             if headers is not None:
                 check_headers(headers)  # refused whether anyone listens or not
             dispatcher.published += 1
             dispatcher.unrouted += 1
             return
-        context = self._stamp(headers)  # bad headers raise here, before counting
+        # bad headers raise here, before counting; the stamp is built inline (see bus._events.Stamp)
+        context = (
+            (next(_events._counter), _now_ns(), self._context)
+            if headers is None
+            else self._new_context(headers)
+        )
         dispatcher.published += 1
         chain = CURRENT_CHAIN.get()
         if chain:
@@ -155,7 +155,9 @@ class EventBus(BusHandle, Generic[E]):
         dispatcher = self._dispatcher
         if get_ident() != dispatcher.loop_thread:
             raise _foreign_thread("emit")
-        route = dispatcher.route(event)
+        route = dispatcher.routes.get(type(event))  # as in emit_nowait
+        if route is None or dispatcher.closed:
+            route = dispatcher.route(event)
         transport = dispatcher.transport
         if transport is not None and transport.carries(event):
             # to the handlers of every process, this one's included, through the transport
@@ -170,7 +172,10 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting
-        delivery = stamped(event, self._context) if headers is None else (event, self._new_context(headers))
+        if headers is None:  # the delivery is built inline (see bus._events.Stamp), as in emit_nowait
+            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+        else:
+            delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
         for guarded, capacity in route.room_checks:
             if len(guarded.queue) >= capacity:
@@ -203,6 +208,7 @@ class EventBus(BusHandle, Generic[E]):
         dispatcher.emitted += len(batch)
         transport = dispatcher.transport
         parent = self._context
+        counter = _events._counter  # deliveries built inline (bus._events.Stamp): the hot loop
         for event, route in zip(batch, routes, strict=True):
             if transport is not None and transport.carries(event):
                 await transport.emit(event, self._new_context(headers))
@@ -211,9 +217,10 @@ class EventBus(BusHandle, Generic[E]):
             if not mailboxes:
                 dispatcher.unrouted += 1
                 continue
-            delivery = (
-                stamped(event, parent) if headers is None else (event, self._new_context(headers))
-            )
+            if headers is None:
+                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
+            else:
+                delivery = (event, self._new_context(headers))
             for guarded, capacity in route.room_checks:
                 if len(guarded.queue) >= capacity:
                     await self._emit_waiting(route, delivery)
@@ -229,8 +236,13 @@ class EventBus(BusHandle, Generic[E]):
     def _routes_of(self, events: Iterable[E]) -> tuple[Sequence[E], list[Route]]:
         """The events of a batch call, with their routes: raises before anything is queued."""
         batch = events if isinstance(events, list | tuple) else list(events)
-        route = self._dispatcher.route
-        return batch, [route(event) for event in batch]
+        dispatcher = self._dispatcher
+        route = dispatcher.route
+        if dispatcher.closed:
+            return batch, [route(event) for event in batch]
+        # the cached route of each type, else route() (which raises for a non-event)
+        cached = dispatcher.routes.get
+        return batch, [cached(type(event)) or route(event) for event in batch]
 
     async def _emit_waiting(self, route: Route, delivery: tuple[Any, ...]) -> None:
         """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
@@ -264,7 +276,11 @@ class EventBus(BusHandle, Generic[E]):
         if get_ident() != dispatcher.loop_thread:
             self._emit_from_thread(event, headers)
             return
-        route = dispatcher.route(event)
+        # the route cached for this type, looked up here rather than through route() (one call
+        # less per event); route() raises for a closed bus or a non-event
+        route = dispatcher.routes.get(type(event))
+        if route is None or dispatcher.closed:
+            route = dispatcher.route(event)
         transport = dispatcher.transport
         if transport is not None and transport.carries(event):
             context = self._new_context(headers)  # bad headers raise here, before counting
@@ -284,7 +300,11 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting
-        delivery = stamped(event, self._context) if headers is None else (event, self._new_context(headers))
+        if headers is None:
+            # the delivery is built inline (see bus._events.Stamp): this is the hot path of every emit_nowait
+            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+        else:
+            delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
         # every mailbox had room (or drops rather than refuses), so none of these raises
         dispatcher.pending += len(mailboxes)
@@ -325,6 +345,7 @@ class EventBus(BusHandle, Generic[E]):
                 added[guarded] = count
         dispatcher.emitted += len(batch)
         parent = self._context
+        counter = _events._counter
         for event, route in zip(batch, routes, strict=True):
             if transport is not None and transport.carries(event):
                 transport.emit_nowait(event, self._new_context(headers))
@@ -333,9 +354,10 @@ class EventBus(BusHandle, Generic[E]):
             if not mailboxes:
                 dispatcher.unrouted += 1
                 continue
-            delivery = (
-                stamped(event, parent) if headers is None else (event, self._new_context(headers))
-            )
+            if headers is None:  # the delivery is built inline (see bus._events.Stamp), as in emit_many
+                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
+            else:
+                delivery = (event, self._new_context(headers))
             # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
             dispatcher.pending += len(mailboxes)
             for mailbox in mailboxes:

@@ -214,7 +214,8 @@ class Dispatcher:
         self.bus: Emitter | None = None
         #: where emit goes instead of the local mailboxes, when the terminal has a transport
         self.transport: Transport | None = None
-        self._routes: dict[type, Route] = {}
+        #: the route of each event type seen so far (see ``route``)
+        self.routes: dict[type, Route] = {}
         self.drain_waiters: list[OneShot] = []
         self.pending = 0
         self.published = 0
@@ -229,7 +230,7 @@ class Dispatcher:
             raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
         event_type = type(event)
         try:
-            return self._routes[event_type]
+            return self.routes[event_type]
         except KeyError:
             pass
         if not issubclass(event_type, self.event_bases):
@@ -252,7 +253,7 @@ class Dispatcher:
         else:
             slots = tuple(s for s in self.slots if s.registered.spec.accepts(event_type))
         route = Route(slots)
-        self._routes[event_type] = route
+        self.routes[event_type] = route
         return route
 
     # -- in-flight accounting, for drain() --------------------------------------------------------

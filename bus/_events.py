@@ -305,23 +305,14 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
 #: A message's identity captured when it is sent, before any ``MessageContext`` exists: its
 #: sequence number (the id's digits), the wall-clock time in nanoseconds, and the context of the
 #: message whose handler sent it (None for a root message). ``context_of`` turns it into the context.
+#: The send paths in bus/_bus.py build it inline, ``(next(_counter), _now_ns(), parent)``, and an
+#: emitted delivery carries it flat, ``(event, *stamp)``: one object per message on the hot path.
 Stamp = tuple[int, int, "MessageContext | None"]
-
-
-def new_stamp(parent: MessageContext | None = None) -> Stamp:
-    """Capture a new message's id and timestamp now; the context is built only when asked for."""
-    return (next(_counter), _now_ns(), parent)
-
-
-def stamped(event: Any, parent: MessageContext | None) -> tuple[Any, int, int, MessageContext | None]:
-    """An emitted delivery with its identity captured now: ``(event, *stamp)``, one flat tuple
-    (the emit hot path allocates one object per message, not two)."""
-    return (event, next(_counter), _now_ns(), parent)
 
 
 def delivery_context(delivery: Sequence[Any]) -> MessageContext:
     """The ``MessageContext`` of an emitted delivery: ``(event, context)`` (a notice, a message
-    with headers, a transport's delivery) or ``(event, *stamp)`` (see `stamped`)."""
+    with headers, a transport's delivery) or ``(event, *stamp)`` (see `Stamp`)."""
     if len(delivery) == 2:
         return context_of(delivery[1])
     return context_of((delivery[1], delivery[2], delivery[3]))

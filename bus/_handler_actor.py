@@ -39,6 +39,7 @@ class HandlerActor(Actor):
     (publish). Dependencies live as long as the incarnation: a restart gets fresh ones."""
 
     __slots__ = (
+        "_bare",
         "_deps",
         "_dispatcher",
         "_func",
@@ -71,6 +72,8 @@ class HandlerActor(Actor):
             and inspect.iscoroutinefunction(code_target(spec.func))
             and len(spec.params) == int(self._with_context)
         )
+        #: plain and without a context: the emit fast path of ``receive``
+        self._bare = self._plain and not self._with_context
         self._needs_bus = any(p.kind == "bus" for p in spec.params)
 
     async def on_start(self) -> None:
@@ -151,8 +154,26 @@ class HandlerActor(Actor):
                 )
 
     async def receive(self, message: Any) -> Any:
+        if len(message) == 4 and self._bare:
+            # the common emit, checked first: a local delivery ``(event, *stamp)`` to an
+            # ``async def handler(event)``
+            event = message[0]
+            try:
+                await self._func(event)
+            except Exception as exc:
+                self._failed(exc, event)
+                raise
+            except asyncio.CancelledError as exc:
+                if not _foreign(exc):
+                    raise
+                raise self._cancelled(event) from exc
+            dispatcher = self._dispatcher
+            dispatcher.pending -= 1
+            if dispatcher.pending <= 0 and dispatcher.drain_waiters:
+                dispatcher.wake_drainers()
+            return
         if len(message) == 3:  # published: (event, context or stamp, None)
-            if self._plain and not self._with_context:
+            if self._bare:
                 event = message[0]
                 try:
                     await self._func(event)  # called here: one coroutine layer less than handle()

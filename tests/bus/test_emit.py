@@ -12,6 +12,7 @@ import pytest
 from trio.testing import MockClock
 
 from bus import (
+    BusClosedError,
     BusError,
     BusTerminal,
     DeadLetter,
@@ -552,3 +553,39 @@ async def test_an_emit_to_a_full_mailbox_whose_handler_waits_on_us_does_not_dead
     expected = ["b:fan0", "b:fan1", *(f"b:fan{n}" for n in (10, 11, 12, 20, 21, 22))]
     assert sorted(log) == sorted(expected)
     assert log[0] == "b:fan0"
+
+
+# -- a closed bus, after its routes were cached ----------------------------------------------------
+
+
+async def test_every_send_raises_bus_closed_for_a_type_routed_before_the_terminal_closed() -> None:
+    # the hot paths look up a cached route before asking the dispatcher: closing must still win
+    registry = MessageRegistry()
+    seen: list[int] = []
+
+    @registry.register
+    async def on_numbered(event: Numbered) -> None:
+        seen.append(event.n)
+
+    async with BusTerminal(registry) as terminal:
+        bus = terminal.bus
+        await bus.publish(Numbered(1))
+        await bus.emit(Numbered(2))
+        bus.emit_nowait(Numbered(3))
+        await bus.emit_many([Numbered(4)])
+        bus.emit_many_nowait([Numbered(5)])
+        await terminal.drain()
+    assert seen == [1, 2, 3, 4, 5]
+    closed_calls = {
+        "publish": lambda: bus.publish(Numbered(6)),
+        "emit": lambda: bus.emit(Numbered(6)),
+        "emit_many": lambda: bus.emit_many([Numbered(6)]),
+    }
+    for call in closed_calls.values():
+        with pytest.raises(BusClosedError):
+            await call()
+    with pytest.raises(BusClosedError):
+        bus.emit_nowait(Numbered(6))
+    with pytest.raises(BusClosedError):
+        bus.emit_many_nowait([Numbered(6)])
+    assert seen == [1, 2, 3, 4, 5]
