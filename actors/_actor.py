@@ -71,6 +71,13 @@ class Actor:
     async def on_stop(self) -> None:
         """Runs when an incarnation ends, unless it was killed."""
 
+    def on_activate(self) -> None:
+        """Runs (synchronously) in the task that is about to process this incarnation's mail: after
+        ``on_start``, and again each time an idle incarnation gets a task back. For task-local state
+        (context variables) that ``receive`` reads: set here, it costs nothing while the actor is
+        idle, where a variable set in ``on_start`` makes the runtime keep that context for the whole
+        incarnation. Raising here crashes the incarnation (``on_stop`` runs)."""
+
     async def receive(self, message: Any) -> Any:
         """Process one message; the return value answers an ``ask``."""
         raise NotImplementedError(f"{type(self).__name__} must implement receive()")

@@ -382,6 +382,7 @@ class ActorCell(Mailbox, ActorContext):
             raise RuntimeError(f"actor {self.name!r} has no live incarnation to resume")
         self.unidle()
         try:
+            actor.on_activate()
             if await self._process(actor):
                 return False
         except Exception:

@@ -37,6 +37,7 @@ from bus._events import (
 )
 from bus._handlers import RegisteredHandler
 from bus._log import logger, notices_logger
+from bus._policy import HandlerPolicy
 from bus._restarts import CrashLoop
 from bus._sink_actor import SinkSlot
 
@@ -73,11 +74,12 @@ class Emitter(Protocol):
 
 
 @attrs.define(eq=False)
-class HandlerSlot:
+class HandlerSlot(CrashLoop):
     """Everything the bus keeps about one handler across its actor's incarnations.
 
-    Called, it makes the handler's next incarnation: the slot is its child spec's actor factory
-    (one object per handler fewer, where 10,000 handlers may sit idle)."""
+    Called, it makes the handler's next incarnation: the slot is its child spec's actor factory;
+    it also counts the handler's crash loop (one object per handler fewer each, where 10,000
+    handlers may sit idle)."""
 
     registered: RegisteredHandler
     dispatcher: Dispatcher
@@ -92,10 +94,10 @@ class HandlerSlot:
     last_error: BaseException | None = None
     #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
     held: int = 0
-    #: crashes in a row without progress, and the restart backoff they lead to
-    crash_loop: CrashLoop = attrs.Factory(
-        lambda self: CrashLoop(self.registered.policy), takes_self=True
-    )
+    #: the crash loop's state (see ``CrashLoop``)
+    streak: int = 0
+    processed_mark: int = 0
+    started_at: float | None = None
     #: why the handler stopped for good (its crash loop), once it did
     stop_reason: str | None = None
     #: the last crash happened on a notice (it is then not announced with another notice)
@@ -104,6 +106,11 @@ class HandlerSlot:
     @property
     def name(self) -> str:
         return self.registered.name
+
+    @property
+    def policy(self) -> HandlerPolicy:
+        """The handler's policy."""
+        return self.registered.policy
 
     def __call__(self) -> Actor:
         assert self.actor_type is not None, "the terminal sets the actor type before starting"
@@ -144,7 +151,7 @@ class Route:
     """Where events of one type go: the subscribed handlers in registration order, their mailboxes,
     and those whose bounded mailbox could refuse an ``emit_nowait`` (checked before queueing any)."""
 
-    __slots__ = ("guarded", "mailboxes", "room_checks", "slots")
+    __slots__ = ("mailboxes", "room_checks", "slots")
 
     def __init__(self, slots: tuple[HandlerSlot, ...]) -> None:
         self.slots = slots
@@ -153,17 +160,24 @@ class Route:
             assert slot.mailbox is not None, "routes are built while the terminal runs"
             mailboxes.append(slot.mailbox)
         self.mailboxes = tuple(mailboxes)
-        self.guarded = tuple(
-            (slot, mailbox)
-            for slot, mailbox in zip(slots, self.mailboxes, strict=True)
-            if slot.registered.policy.mailbox_capacity is not None
-            and slot.registered.policy.overflow in _RAISING_OVERFLOWS
-        )
         #: (mailbox, capacity) of each guarded mailbox: the emit hot path checks room inline (read
         #: ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
         self.room_checks = tuple(
             (mailbox, slot.registered.policy.mailbox_capacity or 0)
             for slot, mailbox in self.guarded
+        )
+
+    @property
+    def guarded(self) -> tuple[tuple[HandlerSlot, Mailbox], ...]:
+        """(slot, mailbox) of each handler whose bounded mailbox could refuse an ``emit_nowait``.
+
+        Computed on each use, off the hot path (a full mailbox): a route of 10,000 handlers keeps no
+        second table of pairs beside ``room_checks``."""
+        return tuple(
+            (slot, mailbox)
+            for slot, mailbox in zip(self.slots, self.mailboxes, strict=True)
+            if slot.registered.policy.mailbox_capacity is not None
+            and slot.registered.policy.overflow in _RAISING_OVERFLOWS
         )
 
     def first_full(self) -> HandlerSlot | None:
@@ -227,7 +241,9 @@ class Dispatcher:
     def route(self, event: object) -> Route:
         """The route of ``event``'s type; raises TypeError for a non-event, BusClosedError when closed."""
         if self.closed:
-            raise BusClosedError("the bus is not running: use it inside `async with BusTerminal(...)`")
+            raise BusClosedError(
+                "the bus is not running: use it inside `async with BusTerminal(...)`"
+            )
         event_type = type(event)
         try:
             return self.routes[event_type]
@@ -287,7 +303,9 @@ class Dispatcher:
         """A supervisor in the terminal's tree gave up: tell subscribers with ``SupervisorGaveUp``."""
         cause = error.__cause__
         text = describe_error(error) + (f" (last error: {describe_error(cause)})" if cause else "")
-        logger.error("supervisor %s gave up: %s", supervisor, text, extra={"supervisor": supervisor})
+        logger.error(
+            "supervisor %s gave up: %s", supervisor, text, extra={"supervisor": supervisor}
+        )
         if self.closed:
             return
         self.notify(SupervisorGaveUp(supervisor, text))
@@ -326,6 +344,12 @@ class Dispatcher:
             mailbox.put_over_capacity(delivery)
         if not queued:
             self.unrouted += 1
+
+    def on_handler_terminated(self, notice: Terminated) -> None:
+        """Watcher of every handler's actor (one bound method for all of them, not one each)."""
+        slot = self._slots_by_name.get(notice.name)
+        if slot is not None:
+            slot.on_terminated(notice)
 
     # -- dead letters -----------------------------------------------------------------------------
 

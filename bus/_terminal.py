@@ -240,10 +240,11 @@ class BusTerminal(Generic[E]):
                 raise _start_cause(exc) from None
             stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
+            watcher = dispatcher.on_handler_terminated
             for slot in dispatcher.slots:
                 slot.ref = handlers_sup.ref(slot.name)
                 slot.mailbox = slot.ref._mailbox
-                slot.ref.watch(slot.on_terminated)
+                slot.ref.watch(watcher)
             sinks_sup = root.supervisor("sinks")
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
@@ -347,8 +348,7 @@ class BusTerminal(Generic[E]):
                         max=policy.restart_backoff_max,
                         factor=policy.restart_backoff_factor,
                         jitter=policy.restart_jitter,
-                        loop=slot.crash_loop,
-                        processed=slot.processed,
+                        loop=slot,
                     ),
                 )
             )

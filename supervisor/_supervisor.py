@@ -381,7 +381,9 @@ class Supervisor:
             # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
             # first message before that must still be seen to exit
             child.state = ChildState.RUNNING
-            if child.spec.backoff is not None:
+            backoff = child.spec.backoff
+            # only a backoff that resets needs the start time (most children keep no rare record)
+            if backoff is not None and backoff.reset_after is not None:
                 more_of(child).last_started = anyio.current_time()
             if started is not None and not started.done():
                 started.set_result(None)

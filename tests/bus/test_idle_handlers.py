@@ -3,6 +3,9 @@ including what no bound may refuse: notices, and a re-entrant emit past a full m
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import anyio
 import pytest
 from trio.testing import MockClock
@@ -67,3 +70,69 @@ async def test_a_handler_emitting_to_its_own_full_mailbox_after_going_idle_queue
         await terminal.bus.emit(Job(3))
         await terminal.drain()
     assert sorted(handled) == sorted([3, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+
+
+class Ping(Event):
+    hops: int
+
+
+class Pong(Event):
+    hops: int
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+async def test_a_handler_publishing_back_up_its_chain_after_going_idle_runs_inline_each_time() -> None:
+    # the root bus, not the handler's own handle: the chain is known from the task, whatever the handle
+    log: list[str] = []
+    root: list[EventBus[Event]] = []
+
+    async def a(event: Ping) -> None:
+        log.append(f"a{event.hops}")
+        if event.hops < 2:
+            await root[0].publish(Pong(event.hops + 1))
+
+    async def b(event: Pong) -> None:
+        log.append(f"b{event.hops}")
+        await root[0].publish(Ping(event.hops + 1))  # back to a, which waits on b: inline
+
+    registry = MessageRegistry()
+    registry.register(a, b)
+    async with BusTerminal(registry) as terminal:
+        root.append(terminal.bus)
+        for _round in range(3):
+            await idle_long_enough()
+            assert terminal.handler_ref(a.__qualname__).statistics().idle
+            with anyio.fail_after(5):
+                await terminal.bus.publish(Ping(0))
+    assert log == ["a0", "b1", "a2"] * 3
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+async def test_an_idle_handler_costs_a_bounded_number_of_bytes() -> None:
+    # a regression guard, not the benchmark (benchmarks/bench_memory.py, ~1.2 KB at 10,000 handlers
+    # on asyncio): no context copy, crash-loop record, watcher or per-route table of its own
+    n = 2_000
+    registry = MessageRegistry()
+    done: list[int] = []
+    for i in range(n):
+
+        async def handler(event: Job) -> None:
+            done.append(event.n)
+
+        handler.__qualname__ = handler.__name__ = f"idle_{i}"
+        registry.register(handler)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Job(1))
+            await terminal.drain()
+            await idle_long_enough()
+            assert terminal.handler_ref("idle_0").statistics().idle
+            gc.collect()
+            per_handler = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(done) == n
+    assert per_handler < 1_500, f"{per_handler:.0f} bytes per idle handler"

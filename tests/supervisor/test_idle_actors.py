@@ -348,3 +348,63 @@ async def test_an_idle_actor_child_costs_a_bounded_number_of_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert per_actor < 700, f"{per_actor:.0f} bytes per idle actor"
+
+
+class Activated(Actor):
+    """Sets a context variable in on_activate (not on_start) and reports what receive sees."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def on_start(self) -> None:
+        self.journal.record("start", self.context.name)
+
+    def on_activate(self) -> None:
+        self.journal.record("activate", self.context.name)
+        WHERE.set(f"activated {self.context.name}")
+
+    async def receive(self, message: Any) -> Any:
+        return WHERE.get()
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_on_activate_runs_after_on_start_and_at_each_wake_up_in_the_task_that_receives() -> None:
+    journal = Journal()
+    async with open_supervisor([ChildSpec("A", lambda: Activated(journal))], linger=LINGER) as sup:
+        a = sup.ref("A")
+        WHERE.set("the sender's")
+        for _round in range(3):
+            assert await a.ask("where") == "activated A"
+            await anyio.sleep(PAST_LINGER)
+            assert a.statistics().idle
+        # a variable set per activation leaves the incarnation no context of its own to keep
+        assert sup._by_id["A"].task_context is None  # type: ignore[union-attr]
+        assert WHERE.get() == "the sender's"
+    assert journal.events[0] == ("start", "A")
+    assert journal.count("start", "A") == 1
+    # three wake-ups, and the task that ran its on_stop at the shutdown
+    assert journal.count("activate", "A") == 4
+
+
+
+class FailsToActivateTwice(Actor):
+    activations = 0
+
+    def on_activate(self) -> None:
+        FailsToActivateTwice.activations += 1
+        if FailsToActivateTwice.activations <= 2:
+            raise RuntimeError("on_activate fails")
+
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_an_on_activate_that_raises_crashes_the_incarnation_and_the_restart_takes_the_message() -> None:
+    FailsToActivateTwice.activations = 0
+    with anyio.fail_after(30):
+        async with open_supervisor(
+            [ChildSpec("flaky", FailsToActivateTwice)], intensity=Intensity(5, 60.0)
+        ) as sup:
+            assert await sup.ref("flaky").ask("hello", timeout=20) == "hello"
+            assert [child.restarts for child in sup.which_children()] == [2]
+    assert FailsToActivateTwice.activations == 3
