@@ -16,6 +16,7 @@ from actors._errors import (
     ActorStoppedError,
     MailboxFullError,
     RequestDroppedError,
+    WrongThreadError,
     describe_exception,
 )
 from actors._mailbox import Mailbox, MailboxSpec, Overflow, Request
@@ -49,6 +50,7 @@ __all__ = (
     "RequestDroppedError",
     "Terminated",
     "TrioFuture",
+    "WrongThreadError",
     "current_future_factory",
     "describe_exception",
     "escaped_cancellation",

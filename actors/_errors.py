@@ -35,6 +35,15 @@ class MailboxFullError(ActorError):
     overflow policy at the sender."""
 
 
+class WrongThreadError(ActorError, RuntimeError):
+    """An ``ActorRef`` was used from a thread other than its actor's event loop thread.
+
+    Actors are event-loop objects: from another thread, go through the loop, e.g.
+    ``anyio.from_thread.run_sync(ref.tell_nowait, message)`` from a worker thread anyio started, or
+    ``loop.call_soon_threadsafe(ref.tell_nowait, message)``. Nothing is queued by the refused call.
+    """
+
+
 class RequestDroppedError(MailboxFullError):
     """An ``ask`` was dropped by a full mailbox's ``drop_new`` or ``drop_oldest`` policy."""
 

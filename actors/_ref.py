@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from actors._errors import WrongThreadError
 from actors._mailbox import Mailbox, Request
 
 if TYPE_CHECKING:
@@ -17,10 +19,21 @@ if TYPE_CHECKING:
 class ActorRef:
     """Send messages to an actor. Stable across restarts: the mailbox belongs to the actor's identity."""
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "_thread")
 
     def __init__(self, cell: ActorCell) -> None:
         self._cell = cell
+        #: the actor's event loop thread: refs are made there, and only work there
+        self._thread = threading.get_ident()
+
+    def _check_thread(self, method: str) -> None:
+        if threading.get_ident() != self._thread:
+            msg = (
+                f"ActorRef.{method} of actor {self._cell.name!r} called from another thread than its "
+                f"event loop's: use anyio.from_thread.run_sync(ref.{method}, message) from a worker "
+                "thread, or loop.call_soon_threadsafe"
+            )
+            raise WrongThreadError(msg)
 
     @property
     def _mailbox(self) -> Mailbox:
@@ -39,7 +52,10 @@ class ActorRef:
 
     def tell_nowait(self, message: Any) -> None:
         """Queue ``message`` without waiting. A full mailbox applies its overflow policy; under
-        backpressure (and ``fail``) that raises ``MailboxFullError``. To a stopped actor: a dead letter."""
+        backpressure (and ``fail``) that raises ``MailboxFullError``. To a stopped actor: a dead letter.
+        From another thread than the actor's event loop's: ``WrongThreadError``, nothing queued."""
+        if threading.get_ident() != self._thread:
+            self._check_thread("tell_nowait")
         self._cell.put_nowait(message)
 
     async def tell(self, message: Any) -> None:
@@ -47,6 +63,7 @@ class ActorRef:
 
         It does not yield when there is room: a sender in a loop keeps the CPU until the mailbox is full.
         """
+        self._check_thread("tell")
         await self._cell.put(message)
 
     async def ask(self, message: Any, timeout: float | None = None) -> Any:
@@ -56,6 +73,7 @@ class ActorRef:
         mailbox) raises ``TimeoutError`` and the late reply is discarded. An ask to a stopped actor raises
         ``ActorStoppedError`` at once.
         """
+        self._check_thread("ask")
         reply = self._cell.new_future()
         if timeout is None:
             await self._cell.put(Request(message, reply))
@@ -67,6 +85,7 @@ class ActorRef:
 
     def ask_nowait(self, message: Any) -> Any:
         """Queue an ask without waiting for room; returns the awaitable reply."""
+        self._check_thread("ask_nowait")
         reply = self._cell.new_future()
         self._cell.put_nowait(Request(message, reply))
         return reply

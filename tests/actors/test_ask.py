@@ -1,11 +1,14 @@
 """``ask``: replies, timeouts (the late reply is discarded), asks to stopped actors, and the actor's
 exception raised to the asker while the actor itself is restarted by its supervisor."""
 
+import threading
+from typing import Any
+
 import anyio
 import pytest
 
-from actors import ActorStoppedError, MailboxSpec
-from supervisor import open_supervisor
+from actors import Actor, ActorStoppedError, MailboxSpec, WrongThreadError
+from supervisor import ChildSpec, open_supervisor
 from tests.actors.helpers import (
     CRASH,
     WHO,
@@ -19,6 +22,11 @@ from tests.actors.helpers import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+class Echo(Actor):
+    async def receive(self, message: Any) -> Any:
+        return message
 
 
 @pytest.mark.parametrize("anyio_backend", [mock_clock()])
@@ -81,3 +89,28 @@ async def test_the_actors_exception_reaches_the_asker_and_the_actor_is_restarted
         assert sup.which_children()[0].restarts == 1
     # the error went to the asker: the ask is not a dead letter as well
     assert letters == []
+
+
+async def test_an_actor_ref_used_from_a_foreign_thread_raises_and_the_actor_carries_on() -> None:
+    async with open_supervisor([ChildSpec("echo", Echo)]) as sup:
+        ref = sup.ref("echo")
+        errors: list[BaseException] = []
+
+        def from_a_foreign_thread() -> None:
+            for send in (ref.tell_nowait, ref.ask_nowait):
+                try:
+                    send("lost?")
+                except WrongThreadError as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=from_a_foreign_thread)
+        thread.start()
+        thread.join()
+        assert len(errors) == 2
+        assert "anyio.from_thread.run_sync(ref.tell_nowait, message)" in str(errors[0])
+        # nothing was queued, nothing is wedged: the actor answers the next ask
+        assert await ref.ask("still here", timeout=10) == "still here"
+        assert ref.statistics().processed == 1
+        # the way the error names works
+        await anyio.to_thread.run_sync(lambda: anyio.from_thread.run_sync(ref.tell_nowait, "via the loop"))
+        assert await ref.ask("after", timeout=10) == "after"
