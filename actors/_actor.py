@@ -62,7 +62,9 @@ class DirectPath:
     - ``failed(message, error)`` runs when the awaitable raised ``error`` (any ``BaseException``,
       a kill's cancellation included) and returns the exception to raise in its place (``error``
       itself, or a new one that is raised ``from error``); the incarnation then crashes, or is
-      killed, exactly as if ``receive`` had raised it.
+      killed, exactly as if ``receive`` had raised it. An exception raised by ``start`` or
+      ``done`` themselves crashes the incarnation as well (``failed`` is not called for it; after
+      ``done`` the message already counts as processed and is not retried).
 
     Every per-message guarantee of ``receive`` holds: ``processed``/``failed`` counters, the crash
     handling (retry in place, dead letter), kill, stop requests, idling, FIFO order.

@@ -429,10 +429,10 @@ class ActorCell(Mailbox, ActorContext):
         receive = actor.receive
         # the actor's fast path for plain tells, if it offers one: its awaitable replaces receive's
         path = actor.direct() or _NO_DIRECT_PATH
-        start: Callable[[Any], Awaitable[Any] | None] | None = path.start
+        start: Callable[[Any], Awaitable[Any] | None] | None = (
+            None if path is _NO_DIRECT_PATH else path.start
+        )
         done, failed = path.done, path.failed
-        if path is _NO_DIRECT_PATH:
-            start = None
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
