@@ -6,7 +6,7 @@ supervisor (package ``supervisor``) decides what happens when one ends.
 
 import logging
 
-from actors._actor import Actor, ActorContext
+from actors._actor import Actor, ActorContext, DirectPath
 from actors._cancellation import escaped_cancellation
 from actors._cell import ActorCell, ActorSetup, ActorStatistics, Redelivery, Terminated
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
@@ -39,6 +39,7 @@ __all__ = (
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetters",
+    "DirectPath",
     "FutureFactory",
     "Mailbox",
     "MailboxFullError",

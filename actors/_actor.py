@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 if TYPE_CHECKING:
     from actors._mailbox import Mailbox
@@ -46,6 +49,32 @@ class ActorContext:
         self.request_stop()
 
 
+@attrs.frozen
+class DirectPath:
+    """A fast path for plain tells, which an actor may offer from ``Actor.direct``: the runtime's loop
+    awaits the awaitable ``start(message)`` returns in place of ``receive(message)`` (one coroutine
+    layer less per message), then calls ``done(message)``.
+
+    - ``start(message)`` returns the awaitable that processes ``message`` (typically the user's own
+      coroutine), or None to have ``receive`` process it as usual. It is asked only for a tell at its
+      first delivery attempt; asks and redeliveries always go to ``receive``.
+    - ``done(message)`` runs synchronously after that awaitable completed (per-message accounting).
+    - ``failed(message, error)`` runs when the awaitable raised ``error`` (any ``BaseException``,
+      a kill's cancellation included) and returns the exception to raise in its place (``error``
+      itself, or a new one that is raised ``from error``); the incarnation then crashes, or is
+      killed, exactly as if ``receive`` had raised it. An exception raised by ``start`` or
+      ``done`` themselves crashes the incarnation as well (``failed`` is not called for it; after
+      ``done`` the message already counts as processed and is not retried).
+
+    Every per-message guarantee of ``receive`` holds: ``processed``/``failed`` counters, the crash
+    handling (retry in place, dead letter), kill, stop requests, idling, FIFO order.
+    """
+
+    start: Callable[[Any], Awaitable[Any] | None]
+    done: Callable[[Any], None]
+    failed: Callable[[Any, BaseException], BaseException]
+
+
 class Actor:
     """Subclass and override ``receive``; a fresh instance is made for every incarnation.
 
@@ -77,6 +106,11 @@ class Actor:
         (context variables) that ``receive`` reads: set here, it costs nothing while the actor is
         idle, where a variable set in ``on_start`` makes the runtime keep that context for the whole
         incarnation. Raising here crashes the incarnation (``on_stop`` runs)."""
+
+    def direct(self) -> DirectPath | None:
+        """An optional fast path for tells (see ``DirectPath``), asked once per activation, after
+        ``on_activate``; None (the default) sends every message to ``receive``."""
+        return None
 
     async def receive(self, message: Any) -> Any:
         """Process one message; the return value answers an ``ask``."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
 import attrs
 
-from actors._actor import Actor, ActorContext
+from actors._actor import Actor, ActorContext, DirectPath
 from actors._cancellation import call_listener, escaped_cancellation
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError
@@ -66,6 +66,22 @@ class Redelivery:
 
 
 NO_REDELIVERY = Redelivery()
+
+
+def _no_start(message: Any) -> None:
+    return None
+
+
+def _no_done(message: Any) -> None:
+    return None
+
+
+def _same_error(message: Any, error: BaseException) -> BaseException:
+    return error
+
+
+#: what the loop reads for an actor without a fast path: never started
+_NO_DIRECT_PATH = DirectPath(_no_start, _no_done, _same_error)
 Watcher = Callable[[Terminated], None]
 
 
@@ -411,6 +427,12 @@ class ActorCell(Mailbox, ActorContext):
         mailbox = self
         queue = mailbox.queue
         receive = actor.receive
+        # the actor's fast path for plain tells, if it offers one: its awaitable replaces receive's
+        path = actor.direct() or _NO_DIRECT_PATH
+        start: Callable[[Any], Awaitable[Any] | None] | None = (
+            None if path is _NO_DIRECT_PATH else path.start
+        )
+        done, failed = path.done, path.failed
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
@@ -434,6 +456,20 @@ class ActorCell(Mailbox, ActorContext):
                         attempt = context.attempt = 1
                     if type(item) is not Request:
                         # the common case, kept short: a tell, first delivery
+                        if start is not None:
+                            work = start(item)
+                            if work is not None:
+                                try:
+                                    await work
+                                except BaseException as exc:
+                                    error = failed(item, exc)
+                                    if error is exc:
+                                        raise
+                                    raise error from exc
+                                message, item = item, None
+                                self.processed += 1
+                                done(message)
+                                continue
                         await receive(item)
                         item = None
                         self.processed += 1

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from types import MappingProxyType
 from typing import Any
 
 import anyio
 
-from actors import Actor
+from actors import Actor, DirectPath
 from bus._bus import EventBus
 from bus._dependencies import open_dependencies
 from bus._dispatch import CURRENT_CHAIN, HandlerSlot
@@ -102,6 +102,44 @@ class HandlerActor(Actor):
         # activation, not in on_start: a variable set there makes the runtime keep a copy of the
         # context for the whole incarnation (~250 B per idle handler)
         CURRENT_CHAIN.set((self._slot,))
+
+    def direct(self) -> DirectPath | None:
+        # a local emit ``(event, *stamp)`` to an ``async def handler(event)`` or ``(event, ctx)``:
+        # the actor loop awaits the user's coroutine itself (one coroutine layer, not two)
+        if not self._plain:
+            return None
+        func = self._func
+        start: Callable[[Any], Awaitable[Any] | None]
+        if self._with_context:
+
+            def start(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 4:
+                    return func(message[0], delivery_context(message))  # type: ignore[no-any-return]
+                return None
+
+        else:
+
+            def start(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 4:
+                    return func(message[0])  # type: ignore[no-any-return]
+                return None
+
+        dispatcher = self._dispatcher
+
+        def done(message: Any) -> None:
+            # dispatcher.done_one() inlined: once per message
+            dispatcher.pending -= 1
+            if dispatcher.pending <= 0 and dispatcher.drain_waiters:
+                dispatcher.wake_drainers()
+
+        return DirectPath(start, done, self._direct_failed)
+
+    def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
+        if isinstance(error, Exception):
+            self._failed(error, message[0])
+        elif isinstance(error, asyncio.CancelledError) and _foreign(error):
+            return self._cancelled(message[0])
+        return error
 
     def _announce_restart(self, restarts: int) -> None:
         slot = self._slot
