@@ -193,9 +193,11 @@ class HandlerActor(Actor):
                 )
 
     async def receive(self, message: Any) -> Any:
-        if len(message) == 4 and self._bare:
-            # the common emit, checked first: a local delivery ``(event, *stamp)`` to an
-            # ``async def handler(event)``
+        size = len(message)
+        if self._bare and size != 2:
+            # the common cases, checked first: an ``async def handler(event)`` gets a local emit
+            # ``(event, *stamp)`` or a publish ``(event, context or stamp, None)``; it is called
+            # here, one coroutine layer less than handle()
             event = message[0]
             try:
                 await self._func(event)
@@ -206,24 +208,13 @@ class HandlerActor(Actor):
                 if not _foreign(exc):
                     raise
                 raise self._cancelled(event) from exc
-            dispatcher = self._dispatcher
-            dispatcher.pending -= 1
-            if dispatcher.pending <= 0 and dispatcher.drain_waiters:
-                dispatcher.wake_drainers()
+            if size == 4:  # emitted: counted done once processed, for drain()
+                dispatcher = self._dispatcher
+                dispatcher.pending -= 1
+                if dispatcher.pending <= 0 and dispatcher.drain_waiters:
+                    dispatcher.wake_drainers()
             return
-        if len(message) == 3:  # published: (event, context or stamp, None)
-            if self._bare:
-                event = message[0]
-                try:
-                    await self._func(event)  # called here: one coroutine layer less than handle()
-                except Exception as exc:
-                    self._failed(exc, event)
-                    raise
-                except asyncio.CancelledError as exc:
-                    if not _foreign(exc):
-                        raise
-                    raise self._cancelled(event) from exc
-                return
+        if size == 3:  # published, to a handler that takes more than the event
             await self.handle(message[0], message[1])
             return
         # emitted: (event, *stamp) or (event, context); counted done once processed, for drain()
