@@ -90,3 +90,15 @@ async def test_sinking_a_plain_struct_event_raises_type_error_saying_to_derive_f
         assert terminal.statistics().sunk == 0
     async with JSONLinesSink(path) as sink:
         assert await sink.read() == []
+
+
+async def test_passing_a_list_of_events_to_a_single_event_call_points_to_the_batch_calls() -> None:
+    registry = MessageRegistry(event_base=LihilEvent)
+    events = [TodoCreated("a", "1"), TodoCreated("b", "2")]
+    async with BusTerminal(registry) as terminal:
+        for call in (terminal.bus.publish, terminal.bus.emit, terminal.bus.sink):
+            with pytest.raises(TypeError, match=r"got an instance of list \(for several events at once, use emit_many"):
+                await call(events)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"use emit_many / emit_many_nowait / sink_many"):
+            terminal.bus.emit_nowait(events)  # type: ignore[arg-type]
+        assert terminal.statistics().emitted == 0
