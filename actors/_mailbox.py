@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, Final
 
 import attrs
+import msgspec
 
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError, MailboxFullError, RequestDroppedError
@@ -63,16 +64,15 @@ IDLE_QUEUE: Final = _IdleQueue()
 RETIRE: Final = object()
 
 
-class Request:
+class Request(msgspec.Struct, eq=False):
     """An ``ask`` as it sits in a mailbox: the message and the ``OneShot`` its reply (or the actor's
     error) goes to. Put one in a mailbox to ask without ``ActorRef.ask``; the actor's ``receive`` gets
-    ``message`` and its return value completes ``reply``."""
+    ``message`` and its return value completes ``reply``. Compared by identity."""
 
-    __slots__ = ("message", "reply")
-
-    def __init__(self, message: Any, reply: OneShot) -> None:
-        self.message = message
-        self.reply = reply
+    # a Struct rather than a slots class: its constructor runs in C, and every ask and publish
+    # makes one (~0.1 us instead of ~0.24 us)
+    message: Any
+    reply: OneShot
 
 
 def fail_request(request: Request, error: BaseException) -> None:
@@ -147,6 +147,30 @@ class Mailbox:
             self._receiver = None
             if not receiver.done():
                 receiver.set_result(None)
+
+    def offer(self, item: Any) -> bool:
+        """Queue ``item`` if the mailbox has room now (True); else leave it out and return False.
+
+        ``has_room()`` then ``put_nowait()`` in one call, for a sender that waits (or applies the
+        overflow policy) itself when the mailbox is full. A closed mailbox takes the item as
+        ``put_nowait`` does (a dead letter, or a failed request) and returns True.
+        """
+        queue = self.queue
+        capacity = self._capacity
+        if capacity is not None and len(queue) >= capacity:
+            return False
+        if self._closed:
+            self._reject(item)
+        elif queue is IDLE_QUEUE:
+            self._wake_idle().append(item)
+        else:
+            queue.append(item)
+            receiver = self._receiver
+            if receiver is not None:
+                self._receiver = None
+                if not receiver.done():
+                    receiver.set_result(None)
+        return True
 
     def put_over_capacity(self, item: Any) -> None:
         """Queue ``item`` at the back even when the mailbox is full: no overflow policy applies.

@@ -110,11 +110,10 @@ class EventBus(BusHandle, Generic[E]):
         for slot in route.slots:
             request = Request(payload, new_future())
             mailbox = slot.mailbox
-            if mailbox is None or not mailbox.has_room():
+            if mailbox is None or not mailbox.offer(request):
                 await _ask(slot, request)
                 continue
             # _ask inlined for the common case (room in the mailbox): one coroutine layer less
-            mailbox.put_nowait(request)
             try:
                 await request.reply
             except BaseException as exc:
@@ -489,9 +488,7 @@ async def _ask(slot: HandlerSlot, request: Request) -> None:
     mailbox = slot.mailbox
     assert mailbox is not None
     try:
-        if mailbox.has_room():
-            mailbox.put_nowait(request)
-        else:
+        if not mailbox.offer(request):
             await mailbox.put(request)
     except ActorMailboxFullError as exc:
         raise MailboxFullError(str(exc)) from None

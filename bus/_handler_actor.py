@@ -104,12 +104,14 @@ class HandlerActor(Actor):
         CURRENT_CHAIN.set((self._slot,))
 
     def direct(self) -> DirectPath | None:
-        # a local emit ``(event, *stamp)`` to an ``async def handler(event)`` or ``(event, ctx)``:
-        # the actor loop awaits the user's coroutine itself (one coroutine layer, not two)
+        # a local emit ``(event, *stamp)`` or a publish to an ``async def handler(event)`` or
+        # ``(event, ctx)``: the actor loop awaits the user's coroutine itself (one coroutine
+        # layer, not two)
         if not self._plain:
             return None
         func = self._func
         start: Callable[[Any], Awaitable[Any] | None]
+        ask: Callable[[Any], Awaitable[Any] | None]
         if self._with_context:
 
             def start(message: Any) -> Awaitable[Any] | None:
@@ -117,10 +119,20 @@ class HandlerActor(Actor):
                     return func(message[0], delivery_context(message))  # type: ignore[no-any-return]
                 return None
 
+            def ask(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 3:  # published: (event, context or stamp, None)
+                    return func(message[0], context_of(message[1]))  # type: ignore[no-any-return]
+                return None
+
         else:
 
             def start(message: Any) -> Awaitable[Any] | None:
                 if len(message) == 4:
+                    return func(message[0])  # type: ignore[no-any-return]
+                return None
+
+            def ask(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 3:  # published: (event, context or stamp, None)
                     return func(message[0])  # type: ignore[no-any-return]
                 return None
 
@@ -132,7 +144,7 @@ class HandlerActor(Actor):
             if dispatcher.pending <= 0 and dispatcher.drain_waiters:
                 dispatcher.wake_drainers()
 
-        return DirectPath(start, done, self._direct_failed)
+        return DirectPath(start, done, self._direct_failed, ask)
 
     def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
         if isinstance(error, Exception):
