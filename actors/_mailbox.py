@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, Final
 
 import attrs
@@ -57,6 +58,9 @@ class _IdleQueue(deque[Any]):
 
     def appendleft(self, item: Any, /) -> None:
         raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_nowait")
+
+    def extend(self, items: Iterable[Any], /) -> None:
+        raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_many")
 
 
 IDLE_QUEUE: Final = _IdleQueue()
@@ -171,6 +175,30 @@ class Mailbox:
                 if not receiver.done():
                     receiver.set_result(None)
         return True
+
+    def put_many(self, items: list[Any]) -> None:
+        """``put_nowait`` each of ``items`` in order, with one wake-up of the receiver.
+
+        When they all fit (or the mailbox is unbounded) they are queued at once; otherwise each
+        goes through ``put_nowait`` in turn (the overflow policy applies per item, as it would).
+        """
+        queue = self.queue
+        capacity = self._capacity
+        if not items:
+            return
+        if self._closed or (capacity is not None and len(queue) + len(items) > capacity):
+            for item in items:
+                self.put_nowait(item)
+            return
+        if queue is IDLE_QUEUE:
+            self._wake_idle().extend(items)
+            return
+        queue.extend(items)
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            if not receiver.done():
+                receiver.set_result(None)
 
     def put_over_capacity(self, item: Any) -> None:
         """Queue ``item`` at the back even when the mailbox is full: no overflow policy applies.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import groupby, repeat
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -207,30 +208,56 @@ class EventBus(BusHandle, Generic[E]):
         dispatcher.emitted += len(batch)
         transport = dispatcher.transport
         parent = self._context
-        counter = _events._counter  # deliveries built inline (bus._events.Stamp): the hot loop
-        for event, route in zip(batch, routes, strict=True):
-            if transport is not None and transport.carries(event):
-                await transport.emit(event, self._new_context(headers))
-                continue
+        start = 0
+        # runs of consecutive events of one type (one route), queued a run at a time: order per
+        # handler is the batch's, as if each event were emitted in turn
+        for route, group in groupby(routes):
+            end = start + len(list(group))
+            run = batch[start:end]
+            start = end
             mailboxes = route.mailboxes
-            if not mailboxes:
-                dispatcher.unrouted += 1
-                continue
-            if headers is None:
-                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
-            else:
-                delivery = (event, self._new_context(headers))
-            for guarded, capacity in route.room_checks:
-                if len(guarded.queue) >= capacity:
-                    await self._emit_waiting(route, delivery)
-                    break
-            else:
-                dispatcher.pending += len(mailboxes)
-                for mailbox in mailboxes:
-                    mailbox.put_nowait(delivery)
+            room = 0
+            if transport is None and headers is None and mailboxes:
+                room = len(run)
+                for guarded, capacity in route.room_checks:
+                    room = min(room, capacity - len(guarded.queue))
+                if room > 0:
+                    # the events that fit now: each its own message, queued together
+                    deliveries = _stamped(run if room == len(run) else run[:room], parent)
+                    dispatcher.pending += len(mailboxes) * len(deliveries)
+                    for mailbox in mailboxes:
+                        mailbox.put_many(deliveries)
+                    if room == len(run):
+                        continue
+            for event in run[max(room, 0) :]:
+                await self._emit_one(event, route, headers)
         # let the handlers run before the caller queues its next batch: their mailboxes stay short
         # (and warm in the cache); shielded, so a batch that was queued is never reported cancelled
         await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _emit_one(self, event: E, route: Route, headers: Mapping[str, str] | None) -> None:
+        """One event of ``emit_many`` that did not go with its run (a transport, headers, or no room
+        in a mailbox): exactly what ``emit`` does with it, after the call's checks and counts."""
+        dispatcher = self._dispatcher
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            await transport.emit(event, self._new_context(headers))
+            return
+        mailboxes = route.mailboxes
+        if not mailboxes:
+            dispatcher.unrouted += 1
+            return
+        if headers is None:
+            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+        else:
+            delivery = (event, self._new_context(headers))
+        for guarded, capacity in route.room_checks:
+            if len(guarded.queue) >= capacity:
+                await self._emit_waiting(route, delivery)
+                return
+        dispatcher.pending += len(mailboxes)
+        for mailbox in mailboxes:
+            mailbox.put_nowait(delivery)
 
     def _routes_of(self, events: Iterable[E]) -> tuple[Sequence[E], list[Route]]:
         """The events of a batch call, with their routes: raises before anything is queued."""
@@ -239,9 +266,11 @@ class EventBus(BusHandle, Generic[E]):
         route = dispatcher.route
         if dispatcher.closed:
             return batch, [route(event) for event in batch]
-        # the cached route of each type, else route() (which raises for a non-event)
-        cached = dispatcher.routes.get
-        return batch, [cached(type(event)) or route(event) for event in batch]
+        # the cached route of each type (looked up in C), else route() (which raises for a non-event)
+        routes: list[Route | None] = list(map(dispatcher.routes.get, map(type, batch)))
+        if None in routes:
+            routes = [found or route(event) for found, event in zip(routes, batch, strict=True)]
+        return batch, routes  # type: ignore[return-value]  # no None left
 
     async def _emit_waiting(self, route: Route, delivery: tuple[Any, ...]) -> None:
         """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
@@ -344,23 +373,37 @@ class EventBus(BusHandle, Generic[E]):
                 added[guarded] = count
         dispatcher.emitted += len(batch)
         parent = self._context
-        counter = _events._counter
-        for event, route in zip(batch, routes, strict=True):
-            if transport is not None and transport.carries(event):
-                transport.emit_nowait(event, self._new_context(headers))
-                continue
+        start = 0
+        for route, group in groupby(routes):  # runs of one route, as in emit_many
+            end = start + len(list(group))
+            run = batch[start:end]
+            start = end
             mailboxes = route.mailboxes
-            if not mailboxes:
-                dispatcher.unrouted += 1
+            if not mailboxes and transport is None:
+                dispatcher.unrouted += len(run)
                 continue
-            if headers is None:  # the delivery is built inline (see bus._events.Stamp), as in emit_many
-                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
-            else:
-                delivery = (event, self._new_context(headers))
-            # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
-            dispatcher.pending += len(mailboxes)
-            for mailbox in mailboxes:
-                mailbox.put_nowait(delivery)
+            if transport is None and headers is None:
+                # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
+                deliveries = _stamped(run, parent)
+                dispatcher.pending += len(mailboxes) * len(deliveries)
+                for mailbox in mailboxes:
+                    mailbox.put_many(deliveries)
+                continue
+            for event in run:
+                if transport is not None and transport.carries(event):
+                    transport.emit_nowait(event, self._new_context(headers))
+                    continue
+                if not mailboxes:
+                    dispatcher.unrouted += 1
+                    continue
+                delivery = (
+                    (event, next(_events._counter), _now_ns(), parent)
+                    if headers is None
+                    else (event, self._new_context(headers))
+                )
+                dispatcher.pending += len(mailboxes)
+                for mailbox in mailboxes:
+                    mailbox.put_nowait(delivery)
 
     def _emit_from_thread(self, event: E, headers: Mapping[str, str] | None) -> None:
         self._from_thread("emit_nowait", functools.partial(self.emit_nowait, event, headers=headers))
@@ -481,6 +524,12 @@ class EventBus(BusHandle, Generic[E]):
 
     def __repr__(self) -> str:
         return f"<EventBus context={self._context!r}>"
+
+
+def _stamped(events: Sequence[Any], parent: MessageContext | None) -> list[tuple[Any, ...]]:
+    """The local deliveries of ``events``, each its own message: ``(event, sequence, time_ns,
+    parent)`` as ``emit`` builds it (bus._events.Stamp), drawn in order, built in C."""
+    return list(zip(events, _events._counter, iter(_now_ns, None), repeat(parent)))
 
 
 async def _ask(slot: HandlerSlot, request: Request) -> None:
