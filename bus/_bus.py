@@ -96,20 +96,28 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting; the stamp is built inline (see bus._events.Stamp)
-        context = (
-            (next(_events._counter), _now_ns(), self._context)
-            if headers is None
-            else self._new_context(headers)
-        )
+        context: MessageContext | Stamp | None
+        if headers is not None:
+            context = self._new_context(headers)
+        elif route.bare:
+            context = None  # only handlers that take the event alone: none can read a context
+        else:
+            context = (next(_events._counter), _now_ns(), self._context)
         dispatcher.published += 1
         chain = CURRENT_CHAIN.get()
         if chain:
-            await self._publish_nested(route.slots, event, context, chain)
+            await self._publish_nested(route, event, context, chain)
             return
-        payload = (event, context, None)
+        # handlers that take the event alone get it bare (their actor awaits handler(event) as is)
+        payload = event if route.bare else (event, context, None)
         new_future = dispatcher.new_future
+        mask = route.bare_mask  # nonzero only for a route that mixes the two kinds
         for slot in route.slots:
-            request = Request(payload, new_future())
+            if mask:
+                request = Request(event if mask & 1 else payload, new_future())
+                mask >>= 1
+            else:
+                request = Request(payload, new_future())
             mailbox = slot.mailbox
             if mailbox is None or not mailbox.offer(request):
                 await _ask(slot, request)
@@ -123,16 +131,18 @@ class EventBus(BusHandle, Generic[E]):
 
     async def _publish_nested(
         self,
-        slots: tuple[HandlerSlot, ...],
+        route: Route,
         event: Event,
-        context: MessageContext | Stamp,
+        context: MessageContext | Stamp | None,
         chain: tuple[HandlerSlot, ...],
     ) -> None:
         """``publish`` from inside a handler: a handler that is busy up this task's stack, or blocked
         (directly or through others) on a handler that is, runs inline here instead of deadlocking."""
+        if context is None:  # a bare publish (see publish): stamped all the same, off the hot path
+            context = (next(_events._counter), _now_ns(), self._context)
         payload = (event, context, None)
         waiter = chain[0]
-        for slot in slots:
+        for index, slot in enumerate(route.slots):
             if must_run_inline(slot, chain):
                 actor = slot.actor
                 if actor is not None:
@@ -144,7 +154,9 @@ class EventBus(BusHandle, Generic[E]):
                     continue
             waiter.waiting_on = slot
             try:
-                await _ask(slot, Request(payload, self._dispatcher.new_future()))
+                bare = route.bare or route.bare_mask >> index & 1  # as in publish
+                request = Request(event if bare else payload, self._dispatcher.new_future())
+                await _ask(slot, request)
             finally:
                 waiter.waiting_on = None
 

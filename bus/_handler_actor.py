@@ -131,10 +131,8 @@ class HandlerActor(Actor):
                     return func(message[0])  # type: ignore[no-any-return]
                 return None
 
-            def ask(message: Any) -> Awaitable[Any] | None:
-                if len(message) == 3:  # published: (event, context or stamp, None)
-                    return func(message[0])  # type: ignore[no-any-return]
-                return None
+            # a publish sends such a handler the bare event (``Route.bare``): the loop calls it as is
+            ask = func
 
         dispatcher = self._dispatcher
 
@@ -147,10 +145,12 @@ class HandlerActor(Actor):
         return DirectPath(start, done, self._direct_failed, ask)
 
     def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
+        # an emitted delivery (a tuple), or a publish's payload: a tuple, or the bare event
+        event = message[0] if type(message) is tuple else message
         if isinstance(error, Exception):
-            self._failed(error, message[0])
+            self._failed(error, event)
         elif isinstance(error, asyncio.CancelledError) and _foreign(error):
-            return self._cancelled(message[0])
+            return self._cancelled(event)
         return error
 
     def _announce_restart(self, restarts: int) -> None:
