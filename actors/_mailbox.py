@@ -93,11 +93,11 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_capacity",
         "_closed",
         "_overflow",
         "_receiver",
         "_senders",
+        "capacity",
         "dead_letters",
         "name",
         "new_future",
@@ -110,7 +110,8 @@ class Mailbox:
         self.name = name
         #: the messages, oldest first; ``IDLE_QUEUE`` (shared, empty) while the mailbox is idle
         self.queue: deque[Any] = deque()
-        self._capacity = spec.capacity
+        #: the bound (messages), None when unbounded; read-only
+        self.capacity = spec.capacity
         self._overflow = spec.overflow
         #: where rejected and dropped messages are reported
         self.dead_letters = dead_letters
@@ -132,7 +133,7 @@ class Mailbox:
 
     def has_room(self) -> bool:
         """True when a message can be queued now without applying the overflow policy."""
-        return self._capacity is None or len(self.queue) < self._capacity
+        return self.capacity is None or len(self.queue) < self.capacity
 
     def put_nowait(self, item: Any) -> None:
         """Queue ``item`` without waiting, applying the overflow policy when full."""
@@ -140,7 +141,7 @@ class Mailbox:
             self._reject(item)
             return
         queue = self.queue
-        if self._capacity is not None and len(queue) >= self._capacity and not self._overflowed(item):
+        if self.capacity is not None and len(queue) >= self.capacity and not self._overflowed(item):
             return
         if queue is IDLE_QUEUE:
             self._wake_idle().append(item)
@@ -160,7 +161,7 @@ class Mailbox:
         ``put_nowait`` does (a dead letter, or a failed request) and returns True.
         """
         queue = self.queue
-        capacity = self._capacity
+        capacity = self.capacity
         if capacity is not None and len(queue) >= capacity:
             return False
         if self._closed:
@@ -183,7 +184,7 @@ class Mailbox:
         goes through ``put_nowait`` in turn (the overflow policy applies per item, as it would).
         """
         queue = self.queue
-        capacity = self._capacity
+        capacity = self.capacity
         if not items:
             return
         if self._closed or (capacity is not None and len(queue) + len(items) > capacity):
@@ -218,7 +219,7 @@ class Mailbox:
 
     async def put(self, item: Any) -> None:
         """Queue ``item``, waiting for room when the mailbox is full under backpressure."""
-        capacity = self._capacity
+        capacity = self.capacity
         if capacity is not None and self._overflow is Overflow.BACKPRESSURE:
             while len(self.queue) >= capacity and not self._closed:
                 waiter = self.new_future()
@@ -341,7 +342,7 @@ class Mailbox:
             self._drop(item)
             return False
         raise MailboxFullError(
-            f"mailbox of {self.name!r} is full ({self._capacity} messages, overflow={overflow.value})"
+            f"mailbox of {self.name!r} is full ({self.capacity} messages, overflow={overflow.value})"
         )
 
     def _drop(self, item: Any) -> None:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import groupby, repeat
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 import anyio
 
@@ -19,7 +19,7 @@ from actors import (
 )
 from bus import _events
 from bus._codec import JSON
-from bus._dispatch import CURRENT_CHAIN, HandlerSlot, Route, must_run_inline
+from bus._dispatch import CURRENT_CHAIN, Bounded, HandlerSlot, Route, must_run_inline
 from bus._errors import (
     BusClosedError,
     BusError,
@@ -189,8 +189,8 @@ class EventBus(BusHandle, Generic[E]):
         else:
             delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
-        for guarded, capacity in route.room_checks:
-            if len(guarded.queue) >= capacity:
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
                 break
         else:
             # every mailbox has room (or drops rather than refuses): nothing here waits or raises
@@ -231,8 +231,8 @@ class EventBus(BusHandle, Generic[E]):
             room = 0
             if transport is None and headers is None and mailboxes:
                 room = len(run)
-                for guarded, capacity in route.room_checks:
-                    room = min(room, capacity - len(guarded.queue))
+                for guarded in route.room_checks:
+                    room = min(room, guarded.capacity - len(guarded.queue))
                 if room > 0:
                     # the events that fit now: each its own message, queued together
                     deliveries = _stamped(run if room == len(run) else run[:room], parent)
@@ -263,8 +263,8 @@ class EventBus(BusHandle, Generic[E]):
             delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
         else:
             delivery = (event, self._new_context(headers))
-        for guarded, capacity in route.room_checks:
-            if len(guarded.queue) >= capacity:
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
                 await self._emit_waiting(route, delivery)
                 return
         dispatcher.pending += len(mailboxes)
@@ -327,8 +327,8 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.emitted += 1
             transport.emit_nowait(event, context)
             return
-        for guarded, capacity in route.room_checks:
-            if len(guarded.queue) >= capacity:
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
@@ -371,23 +371,34 @@ class EventBus(BusHandle, Generic[E]):
         if headers is not None:
             check_headers(headers)  # refused before anything is queued or counted
         transport = dispatcher.transport
-        added: dict[Mailbox, int] = {}
-        for event, route in zip(batch, routes, strict=True):
-            if not route.room_checks or (transport is not None and transport.carries(event)):
+        # runs of consecutive events of one route, as in emit_many
+        runs = [(route, len(list(group))) for route, group in groupby(routes)]
+        added: dict[Bounded, int] = {}
+        start = 0
+        for route, count in runs:
+            first, start = start, start + count
+            room_checks = route.room_checks
+            if not room_checks:
                 continue
-            for guarded, capacity in route.room_checks:
-                count = added.get(guarded, 0) + 1
-                if len(guarded.queue) + count > capacity:
-                    name = next(slot.name for slot, mailbox in route.guarded if mailbox is guarded)
+            taken = count
+            if transport is not None:
+                # a transport carries some events elsewhere: only the others take room here
+                taken = sum(1 for event in batch[first:start] if not transport.carries(event))
+            for guarded in room_checks:
+                total = added.get(guarded, 0) + taken
+                if len(guarded.queue) + total > guarded.capacity:
+                    name = next(
+                        slot.name for slot, mailbox in route.guarded if cast(object, mailbox) is guarded
+                    )
                     raise MailboxFullError(
                         f"mailbox of handler {name!r} has no room for the {len(batch)} events"
                     )
-                added[guarded] = count
+                added[guarded] = total
         dispatcher.emitted += len(batch)
         parent = self._context
         start = 0
-        for route, group in groupby(routes):  # runs of one route, as in emit_many
-            end = start + len(list(group))
+        for route, count in runs:
+            end = start + count
             run = batch[start:end]
             start = end
             mailboxes = route.mailboxes

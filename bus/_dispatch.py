@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import attrs
@@ -148,6 +148,16 @@ class HandlerSlot(CrashLoop):
         )
 
 
+class Bounded(Protocol):
+    """A bounded mailbox, as the emit hot path reads it: its queue and its (int) capacity."""
+
+    @property
+    def queue(self) -> Sized: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
 def takes_event_only(registered: RegisteredHandler) -> bool:
     """Whether the handler is an ``async def handler(event)``: it can read no message context, so
     a publish to it sends the bare event (see ``Route.bare``)."""
@@ -176,11 +186,10 @@ class Route:
             assert slot.mailbox is not None, "routes are built while the terminal runs"
             mailboxes.append(slot.mailbox)
         self.mailboxes = tuple(mailboxes)
-        #: (mailbox, capacity) of each guarded mailbox: the emit hot path checks room inline (read
-        #: ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
-        self.room_checks = tuple(
-            (mailbox, slot.registered.policy.mailbox_capacity or 0)
-            for slot, mailbox in self.guarded
+        #: each guarded mailbox (its ``capacity`` is an int): the emit hot path checks room inline
+        #: (read ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
+        self.room_checks: tuple[Bounded, ...] = tuple(
+            cast("Bounded", mailbox) for _, mailbox in self.guarded
         )
 
     @property
