@@ -465,3 +465,33 @@ async def test_a_nested_publish_sends_bare_handlers_the_event_and_the_others_its
     assert log == [
         "outer", "leaf:1", "audit:True", "looping:Leaf", "outer-done", "outer", "leaf:-1",
     ]
+
+
+async def test_a_publish_gives_each_handler_of_a_mixed_route_its_own_form_in_registration_order() -> None:
+    log: list[str] = []
+
+    def bare(name: str) -> object:
+        async def handler(event: Leaf) -> None:
+            log.append(f"{name}:{event.n}")
+
+        handler.__qualname__ = handler.__name__ = name
+        return handler
+
+    def with_context(name: str) -> object:
+        async def handler(event: Leaf, ctx: MessageContext) -> None:
+            log.append(f"{name}:{event.n}:{ctx.headers.get('k', '-')}")
+
+        handler.__qualname__ = handler.__name__ = name
+        return handler
+
+    registry = MessageRegistry()
+    for make, name in [(with_context, "c1"), (bare, "b1"), (bare, "b2"), (with_context, "c2"), (bare, "b3")]:
+        registry.register(make(name))  # type: ignore[call-overload]
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.publish(Leaf(1), headers={"k": "v"})
+            await terminal.bus.publish(Leaf(2))
+    assert log == [
+        "c1:1:v", "b1:1", "b2:1", "c2:1:v", "b3:1",
+        "c1:2:-", "b1:2", "b2:2", "c2:2:-", "b3:2",
+    ]
