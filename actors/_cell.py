@@ -432,7 +432,7 @@ class ActorCell(Mailbox, ActorContext):
         start: Callable[[Any], Awaitable[Any] | None] | None = (
             None if path is _NO_DIRECT_PATH else path.start
         )
-        done, failed = path.done, path.failed
+        done, failed, answer = path.done, path.failed, path.ask
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
@@ -474,6 +474,23 @@ class ActorCell(Mailbox, ActorContext):
                         item = None
                         self.processed += 1
                         continue
+                    if answer is not None:
+                        # an ask (never a redelivery: asks are not redelivered), the fast way
+                        work = answer(item.message)
+                        if work is not None:
+                            try:
+                                result = await work
+                            except BaseException as exc:
+                                error = failed(item.message, exc)
+                                if error is exc:
+                                    raise
+                                raise error from exc
+                            reply = item.reply
+                            item = None
+                            self.processed += 1
+                            if not reply.done():
+                                reply.set_result(result)
+                            continue
                 else:
                     # wait_nonempty() inlined (the queue is empty here): a round trip such as an ask
                     # parks once per message, and this saves a coroutine each time

@@ -74,9 +74,12 @@ class ActorRef:
         ``ActorStoppedError`` at once.
         """
         self._check_thread("ask")
-        reply = self._cell.new_future()
+        cell = self._cell
+        reply = cell.new_future()
         if timeout is None:
-            await self._cell.put(Request(message, reply))
+            request = Request(message, reply)
+            if not cell.offer(request):  # full: wait for room (one coroutine less when there is)
+                await cell.put(request)
             return await reply
         # the timeout covers waiting for room in a full mailbox too
         with anyio.fail_after(timeout):

@@ -3,10 +3,11 @@ runtime's dead letters into ``DeadLetter`` events."""
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import attrs
@@ -35,7 +36,7 @@ from bus._events import (
     delivery_context,
     describe_error,
 )
-from bus._handlers import RegisteredHandler
+from bus._handlers import RegisteredHandler, code_target
 from bus._log import logger, notices_logger
 from bus._policy import HandlerPolicy
 from bus._restarts import CrashLoop
@@ -147,24 +148,48 @@ class HandlerSlot(CrashLoop):
         )
 
 
+class Bounded(Protocol):
+    """A bounded mailbox, as the emit hot path reads it: its queue and its (int) capacity."""
+
+    @property
+    def queue(self) -> Sized: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+def takes_event_only(registered: RegisteredHandler) -> bool:
+    """Whether the handler is an ``async def handler(event)``: it can read no message context, so
+    a publish to it sends the bare event (see ``Route.bare``)."""
+    spec = registered.spec
+    return spec.is_async and not spec.params and inspect.iscoroutinefunction(code_target(spec.func))
+
+
 class Route:
     """Where events of one type go: the subscribed handlers in registration order, their mailboxes,
     and those whose bounded mailbox could refuse an ``emit_nowait`` (checked before queueing any)."""
 
-    __slots__ = ("mailboxes", "room_checks", "slots")
+    __slots__ = ("bare", "bare_mask", "mailboxes", "room_checks", "slots")
 
     def __init__(self, slots: tuple[HandlerSlot, ...]) -> None:
         self.slots = slots
+        mask = sum(1 << i for i, slot in enumerate(slots) if takes_event_only(slot.registered))
+        #: every handler takes the event alone: a publish sends each the bare event, with no
+        #: context to build (none could read it; an emit still stamps each message, for its dead
+        #: letter)
+        self.bare = mask == (1 << len(slots)) - 1
+        #: for a route that mixes such handlers with others, bit i is set when ``slots[i]`` takes
+        #: the event alone (a publish sends it the bare event, the others the full payload); else 0
+        self.bare_mask = 0 if self.bare else mask
         mailboxes = []
         for slot in slots:
             assert slot.mailbox is not None, "routes are built while the terminal runs"
             mailboxes.append(slot.mailbox)
         self.mailboxes = tuple(mailboxes)
-        #: (mailbox, capacity) of each guarded mailbox: the emit hot path checks room inline (read
-        #: ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
-        self.room_checks = tuple(
-            (mailbox, slot.registered.policy.mailbox_capacity or 0)
-            for slot, mailbox in self.guarded
+        #: each guarded mailbox (its ``capacity`` is an int): the emit hot path checks room inline
+        #: (read ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
+        self.room_checks: tuple[Bounded, ...] = tuple(
+            cast("Bounded", mailbox) for _, mailbox in self.guarded
         )
 
     @property

@@ -104,17 +104,24 @@ class HandlerActor(Actor):
         CURRENT_CHAIN.set((self._slot,))
 
     def direct(self) -> DirectPath | None:
-        # a local emit ``(event, *stamp)`` to an ``async def handler(event)`` or ``(event, ctx)``:
-        # the actor loop awaits the user's coroutine itself (one coroutine layer, not two)
+        # a local emit ``(event, *stamp)`` or a publish to an ``async def handler(event)`` or
+        # ``(event, ctx)``: the actor loop awaits the user's coroutine itself (one coroutine
+        # layer, not two)
         if not self._plain:
             return None
         func = self._func
         start: Callable[[Any], Awaitable[Any] | None]
+        ask: Callable[[Any], Awaitable[Any] | None]
         if self._with_context:
 
             def start(message: Any) -> Awaitable[Any] | None:
                 if len(message) == 4:
                     return func(message[0], delivery_context(message))  # type: ignore[no-any-return]
+                return None
+
+            def ask(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 3:  # published: (event, context or stamp, None)
+                    return func(message[0], context_of(message[1]))  # type: ignore[no-any-return]
                 return None
 
         else:
@@ -124,6 +131,9 @@ class HandlerActor(Actor):
                     return func(message[0])  # type: ignore[no-any-return]
                 return None
 
+            # a publish sends such a handler the bare event (``Route.bare``): the loop calls it as is
+            ask = func
+
         dispatcher = self._dispatcher
 
         def done(message: Any) -> None:
@@ -132,13 +142,15 @@ class HandlerActor(Actor):
             if dispatcher.pending <= 0 and dispatcher.drain_waiters:
                 dispatcher.wake_drainers()
 
-        return DirectPath(start, done, self._direct_failed)
+        return DirectPath(start, done, self._direct_failed, ask)
 
     def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
+        # an emitted delivery (a tuple), or a publish's payload: a tuple, or the bare event
+        event = message[0] if type(message) is tuple else message
         if isinstance(error, Exception):
-            self._failed(error, message[0])
+            self._failed(error, event)
         elif isinstance(error, asyncio.CancelledError) and _foreign(error):
-            return self._cancelled(message[0])
+            return self._cancelled(event)
         return error
 
     def _announce_restart(self, restarts: int) -> None:
