@@ -238,6 +238,10 @@ class Dispatcher:
         self.dead_letters = 0
         self.sunk = 0
 
+    def slot_named(self, name: str) -> HandlerSlot:
+        """The slot of the handler named ``name`` (its child id under the handlers supervisor)."""
+        return self._slots_by_name[name]
+
     def route(self, event: object) -> Route:
         """The route of ``event``'s type; raises TypeError for a non-event, BusClosedError when closed."""
         if self.closed:

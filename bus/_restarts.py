@@ -4,6 +4,7 @@ and when it stops for good."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -73,14 +74,17 @@ class CrashLoop:
 
 @attrs.frozen(eq=False)
 class HandlerBackoff(Backoff):
-    """The supervisor's restart backoff for one handler, driven by its `CrashLoop`.
+    """The supervisor's restart backoff for the handlers of one policy, driven by each one's
+    `CrashLoop`.
 
-    The supervisor asks for a delay once per restart; the delay comes from the handler's own
-    crash-loop count instead of the supervisor's restart counter, so that progress resets it.
+    One object per policy, not per handler (10,000 handlers may sit idle): the supervisor names the
+    child it restarts (``delay_for``) and ``loop_of`` finds that handler's crash loop. The delay comes
+    from the handler's crash-loop count instead of the supervisor's restart counter, so that progress
+    resets it.
     """
 
-    loop: CrashLoop = attrs.field(kw_only=True)
+    loop_of: Callable[[str], CrashLoop] = attrs.field(kw_only=True)
 
-    def delay(self, restarts: int, rng: random.Random | None = None) -> float:
-        """The delay before the next restart (``restarts`` is ignored, see the class)."""
-        return self.loop.on_crash(anyio.current_time())
+    def delay_for(self, child: str, restarts: int) -> float:
+        """The delay before handler ``child``'s next restart (``restarts`` is ignored, see the class)."""
+        return self.loop_of(child).on_crash(anyio.current_time())

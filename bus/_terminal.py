@@ -322,18 +322,26 @@ class BusTerminal(Generic[E]):
 
     def _handler_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
         specs = []
-        # handlers of one policy share its (immutable) mailbox and redelivery specs
-        shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery]] = {}
+        # handlers of one policy share its mailbox and redelivery specs and its backoff (which
+        # finds each handler's crash loop by the child id the supervisor gives it)
+        shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery, HandlerBackoff]] = {}
         for slot in dispatcher.slots:
             policy = slot.registered.policy
             slot.actor_type = HandlerActor
-            mailbox_and_redelivery = shared.get(policy)
-            if mailbox_and_redelivery is None:
-                mailbox_and_redelivery = shared[policy] = (
+            per_policy = shared.get(policy)
+            if per_policy is None:
+                per_policy = shared[policy] = (
                     MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
                     Redelivery(policy.retries, policy.retry_delay),
+                    HandlerBackoff(
+                        min=policy.restart_backoff,
+                        max=policy.restart_backoff_max,
+                        factor=policy.restart_backoff_factor,
+                        jitter=policy.restart_jitter,
+                        loop_of=dispatcher.slot_named,
+                    ),
                 )
-            mailbox, redelivery = mailbox_and_redelivery
+            mailbox, redelivery, backoff = per_policy
             specs.append(
                 ChildSpec(
                     slot.name,
@@ -343,13 +351,7 @@ class BusTerminal(Generic[E]):
                     shutdown=policy.shutdown_timeout,
                     mailbox=mailbox,
                     redelivery=redelivery,
-                    backoff=HandlerBackoff(
-                        min=policy.restart_backoff,
-                        max=policy.restart_backoff_max,
-                        factor=policy.restart_backoff_factor,
-                        jitter=policy.restart_jitter,
-                        loop=slot,
-                    ),
+                    backoff=backoff,
                 )
             )
         return specs

@@ -564,7 +564,7 @@ class Supervisor:
         if backoff.reset_after is not None and now - more.last_started >= backoff.reset_after:
             more.backoff_restarts = 0
         more = more_of(child)
-        delay = backoff.delay(more.backoff_restarts)
+        delay = backoff.delay_for(child.spec.id, more.backoff_restarts)
         more.backoff_restarts += 1
         return delay
 
