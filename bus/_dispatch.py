@@ -121,7 +121,7 @@ class HandlerSlot(CrashLoop):
         return 0 if self.ref is None else self.ref.statistics().processed
 
     def on_terminated(self, notice: Terminated) -> None:
-        """Watcher of the handler's actor: it stopped for good; say why with ``HandlerStopped``."""
+        """The handler's actor stopped for good; say why with ``HandlerStopped``."""
         dispatcher = self.dispatcher
         dispatcher.release(self)  # no restart will follow: drain() must not wait for one
         if dispatcher.closed:
@@ -350,7 +350,7 @@ class Dispatcher:
             self.unrouted += 1
 
     def on_handler_terminated(self, notice: Terminated) -> None:
-        """Watcher of every handler's actor (one bound method for all of them, not one each)."""
+        """The handlers supervisor's ``on_child_stopped``: a handler's actor stopped for good."""
         slot = self._slots_by_name.get(notice.name)
         if slot is not None:
             slot.on_terminated(notice)

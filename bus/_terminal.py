@@ -222,7 +222,12 @@ class BusTerminal(Generic[E]):
                 ),
                 ChildSpec(
                     "handlers",
-                    SupervisorSpec(self._handler_specs(dispatcher), intensity=None),
+                    SupervisorSpec(
+                        self._handler_specs(dispatcher),
+                        intensity=None,
+                        # one callback for every handler that stops for good, not a watch each
+                        on_child_stopped=dispatcher.on_handler_terminated,
+                    ),
                     shutdown=INFINITY,
                 ),
                 *self._children,
@@ -240,11 +245,9 @@ class BusTerminal(Generic[E]):
                 raise _start_cause(exc) from None
             stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
-            watcher = dispatcher.on_handler_terminated
             for slot in dispatcher.slots:
                 slot.ref = handlers_sup.ref(slot.name)
                 slot.mailbox = slot.ref._mailbox
-                slot.ref.watch(watcher)
             sinks_sup = root.supervisor("sinks")
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
