@@ -328,9 +328,9 @@ class BusTerminal(Generic[E]):
         # handlers of one policy share its mailbox and redelivery specs and its backoff (which
         # finds each handler's crash loop by the child id the supervisor gives it)
         shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery, HandlerBackoff]] = {}
+        dispatcher.actor_type = HandlerActor
         for slot in dispatcher.slots:
             policy = slot.registered.policy
-            slot.actor_type = HandlerActor
             per_policy = shared.get(policy)
             if per_policy is None:
                 per_policy = shared[policy] = (
