@@ -89,9 +89,8 @@ class HandlerSlot(CrashLoop):
     actor: InlineHandler | None = None
     #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
     waiting_on: HandlerSlot | None = None
-    #: when the running incarnation started (see ``CrashLoop``)
-    started_at: float | None = None
-    #: crash-loop state, last error, held deliveries, stop reason: made at the first crash
+    #: crash-loop state, start time, last error, held deliveries, stop reason: made at the first
+    #: crash
     crash: CrashRecord | None = None
 
     @property

@@ -18,13 +18,23 @@ class CrashRecord:
     """One handler's crash bookkeeping, made at its first crash or failed start: most handlers never
     crash, and 10,000 of them may sit idle (one slot each for this rather than six)."""
 
-    __slots__ = ("crashed_on_notice", "held", "last_error", "processed_mark", "stop_reason", "streak")
+    __slots__ = (
+        "crashed_on_notice",
+        "held",
+        "last_error",
+        "processed_mark",
+        "started_at",
+        "stop_reason",
+        "streak",
+    )
 
     def __init__(self) -> None:
         #: crashes (or failed starts) in a row without progress
         self.streak = 0
         #: the actor's processed count at the previous crash
         self.processed_mark = 0
+        #: when the running incarnation started (None: it has not started since the last crash)
+        self.started_at: float | None = None
         self.last_error: BaseException | None = None
         #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
         self.held = 0
@@ -40,10 +50,11 @@ class CrashLoop:
     Progress is a message handled successfully (the actor's ``processed`` count moved) or an
     incarnation that ran ``policy.restart_period`` seconds before it crashed.
 
-    A mixin of the bus's ``HandlerSlot``, which holds ``started_at`` and the ``CrashRecord`` (made
-    at the first crash): one object per handler fewer than a record of its own, where 10,000
-    handlers may sit idle. The record's fields read as attributes of the slot (defaults until the
-    first crash; setting one makes the record).
+    A mixin of the bus's ``HandlerSlot``, which holds the ``CrashRecord`` (made at the first
+    crash), where 10,000 handlers may sit idle. The record's fields read as attributes of the slot
+    (defaults until the first crash; setting one makes the record). An incarnation's start time is
+    kept only once the handler has crashed: the first crash makes the streak 1 whether or not the
+    incarnation made progress, so before it the time is never needed.
     """
 
     if not TYPE_CHECKING:
@@ -53,8 +64,6 @@ class CrashLoop:
 
     #: the crash bookkeeping, None until the first crash
     crash: CrashRecord | None
-    #: when the running incarnation started (None: it has not started, or failed to)
-    started_at: float | None
 
     def crash_record(self) -> CrashRecord:
         """The crash bookkeeping, made on first use."""
@@ -123,11 +132,11 @@ class CrashLoop:
         policy = self.policy
         record = self.crash_record()
         processed = self.processed()
-        started = self.started_at
+        started = record.started_at
         ran_long = started is not None and now - started >= policy.restart_period
         progressed = processed != record.processed_mark or ran_long
         record.processed_mark = processed
-        self.started_at = None
+        record.started_at = None
         record.streak = 1 if progressed else record.streak + 1
         if self.exhausted:
             return 0.0  # the next incarnation stops at once: no point waiting for it
@@ -142,7 +151,9 @@ class CrashLoop:
 
     def started(self) -> None:
         """An incarnation started (its dependencies were built)."""
-        self.started_at = anyio.current_time()
+        record = self.crash
+        if record is not None:  # before the first crash the start time is never read
+            record.started_at = anyio.current_time()
 
 
 @attrs.frozen(eq=False)
