@@ -61,7 +61,7 @@ def _check_shutdown(_: object, __: object, value: float) -> None:
         raise ValueError(f"shutdown must be >= 0 seconds, BRUTAL_KILL or INFINITY, got {value!r}")
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no weakref slot: a tree may hold 100,000 specs
 class ChildSpec:
     """One child of a supervisor: an actor (``start`` is a factory making a fresh ``Actor`` for every
     incarnation) or a nested supervisor (``start`` is a ``SupervisorSpec``).
