@@ -254,8 +254,11 @@ class Dispatcher:
                     f"expected an instance of {bases}, got the class {name} itself: "
                     f"pass an instance, {name}(...)"
                 )
+            hint = ""
+            if isinstance(event, (list, tuple)):
+                hint = " (for several events at once, use emit_many / emit_many_nowait / sink_many)"
             raise TypeError(
-                f"expected an instance of {bases}, got an instance of {event_type.__qualname__}"
+                f"expected an instance of {bases}, got an instance of {event_type.__qualname__}{hint}"
             )
         # issubclass walks the MRO, so handlers of a base class get subclasses defined after
         # registration; a handler subscribed through several bases is still listed once
