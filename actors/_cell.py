@@ -254,11 +254,12 @@ class ActorCell(Mailbox, ActorContext):
         if pause is not None and not pause.done():
             pause.set_result(None)
 
-    def terminate(self, error: BaseException | None = None) -> None:
-        """The actor stopped for good: close the mailbox and notify watchers (once)."""
+    def terminate(self, error: BaseException | None = None) -> Terminated | None:
+        """The actor stopped for good: close the mailbox and notify watchers (once). Returns the
+        notice the watchers got, or None when it had already stopped (nothing was notified)."""
         rare = self._rare_state()
         if rare.terminated is not None:
-            return
+            return None
         rare.terminated = notice = Terminated(self.name, error)
         pending, rare.redelivery = rare.redelivery, None
         if pending is not None:
@@ -268,6 +269,7 @@ class ActorCell(Mailbox, ActorContext):
         watchers, rare.watchers = rare.watchers or (), None
         for watcher in watchers:
             call_listener(watcher, notice, "watcher of actor %r raised; ignored", self.name)
+        return notice
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""

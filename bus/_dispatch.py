@@ -39,7 +39,7 @@ from bus._events import (
 from bus._handlers import RegisteredHandler, code_target
 from bus._log import logger, notices_logger
 from bus._policy import HandlerPolicy
-from bus._restarts import CrashLoop
+from bus._restarts import CrashLoop, CrashRecord
 from bus._sink_actor import SinkSlot
 
 if TYPE_CHECKING:
@@ -74,35 +74,25 @@ class Emitter(Protocol):
     def emit_nowait(self, event: Any, *, headers: Mapping[str, str] | None = None) -> None: ...
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, weakref_slot=False)
 class HandlerSlot(CrashLoop):
     """Everything the bus keeps about one handler across its actor's incarnations.
 
     Called, it makes the handler's next incarnation: the slot is its child spec's actor factory;
     it also counts the handler's crash loop (one object per handler fewer each, where 10,000
-    handlers may sit idle)."""
+    handlers may sit idle; its crash bookkeeping is made at the first crash, see ``CrashLoop``)."""
 
     registered: RegisteredHandler
     dispatcher: Dispatcher
-    #: the actor class a call makes (set by the terminal: the bus's ``HandlerActor``)
-    actor_type: Callable[[HandlerSlot], Actor] | None = None
     ref: ActorRef | None = None
     mailbox: Mailbox | None = None
     #: the running incarnation, for re-entrant publishes
     actor: InlineHandler | None = None
     #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
     waiting_on: HandlerSlot | None = None
-    last_error: BaseException | None = None
-    #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
-    held: int = 0
-    #: the crash loop's state (see ``CrashLoop``)
-    streak: int = 0
-    processed_mark: int = 0
-    started_at: float | None = None
-    #: why the handler stopped for good (its crash loop), once it did
-    stop_reason: str | None = None
-    #: the last crash happened on a notice (it is then not announced with another notice)
-    crashed_on_notice: bool = False
+    #: crash-loop state, start time, last error, held deliveries, stop reason: made at the first
+    #: crash
+    crash: CrashRecord | None = None
 
     @property
     def name(self) -> str:
@@ -114,15 +104,16 @@ class HandlerSlot(CrashLoop):
         return self.registered.policy
 
     def __call__(self) -> Actor:
-        assert self.actor_type is not None, "the terminal sets the actor type before starting"
-        return self.actor_type(self)
+        actor_type = self.dispatcher.actor_type
+        assert actor_type is not None, "the terminal sets the actor type before starting"
+        return actor_type(self)
 
     def processed(self) -> int:
         """How many messages the handler's actor processed, over all its incarnations."""
         return 0 if self.ref is None else self.ref.statistics().processed
 
     def on_terminated(self, notice: Terminated) -> None:
-        """Watcher of the handler's actor: it stopped for good; say why with ``HandlerStopped``."""
+        """The handler's actor stopped for good; say why with ``HandlerStopped``."""
         dispatcher = self.dispatcher
         dispatcher.release(self)  # no restart will follow: drain() must not wait for one
         if dispatcher.closed:
@@ -238,6 +229,8 @@ class Dispatcher:
         new_future: FutureFactory,
         sync_limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
+        #: the actor class a handler slot makes (set by the terminal: the bus's ``HandlerActor``)
+        self.actor_type: Callable[[HandlerSlot], Actor] | None = None
         self.slots = tuple(HandlerSlot(h, self) for h in handlers)
         self._slots_by_name = {slot.name: slot for slot in self.slots}
         #: the event loop's thread: emit_nowait from another (a sync handler's worker) hops over
@@ -262,6 +255,10 @@ class Dispatcher:
         self.unrouted = 0
         self.dead_letters = 0
         self.sunk = 0
+
+    def slot_named(self, name: str) -> HandlerSlot:
+        """The slot of the handler named ``name`` (its child id under the handlers supervisor)."""
+        return self._slots_by_name[name]
 
     def route(self, event: object) -> Route:
         """The route of ``event``'s type; raises TypeError for a non-event, BusClosedError when closed."""
@@ -374,7 +371,7 @@ class Dispatcher:
             self.unrouted += 1
 
     def on_handler_terminated(self, notice: Terminated) -> None:
-        """Watcher of every handler's actor (one bound method for all of them, not one each)."""
+        """The handlers supervisor's ``on_child_stopped``: a handler's actor stopped for good."""
         slot = self._slots_by_name.get(notice.name)
         if slot is not None:
             slot.on_terminated(notice)
