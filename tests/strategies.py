@@ -208,6 +208,30 @@ def bus_emit_scripts(
     )
 
 
+def bus_publish_failure_cases(
+    max_handlers: int = 4,
+) -> st.SearchStrategy[tuple[list[str], type[BusBase], dict[int, int]]]:
+    """``(subscription kinds, event class, failure plan)`` for one publish, drawn together.
+
+    Async tests take whole cases from ``@given`` rather than drawing inside their body: a draw
+    that runs out of data raises Hypothesis's ``StopTest`` (a BaseException) inside the event
+    loop's runner task, which then dies with it ("Task exception was never retrieved")."""
+    return bus_subscriptions(max_size=max_handlers).flatmap(
+        lambda kinds: st.tuples(
+            st.just(kinds), bus_event_classes(), bus_failure_plans(len(kinds), max_failures=1)
+        )
+    )
+
+
+def bus_emit_cases(
+    max_failures: int, max_handlers: int = 4
+) -> st.SearchStrategy[tuple[list[str], list[tuple[int, type[BusBase], dict[int, int]]]]]:
+    """``(subscription kinds, emit script)`` drawn together (see `bus_publish_failure_cases`)."""
+    return bus_subscriptions(max_size=max_handlers).flatmap(
+        lambda kinds: st.tuples(st.just(kinds), bus_emit_scripts(len(kinds), max_failures))
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Actors and supervision (actors, supervisor; tests/actors/test_ordering.py,
 # tests/property/test_supervision_model.py)

@@ -31,13 +31,15 @@ from tests.strategies import (
     BusLeft,
     BusLeftLeaf,
     BusRight,
-    bus_emit_scripts,
+    bus_emit_cases,
     bus_event_classes,
-    bus_failure_plans,
+    bus_publish_failure_cases,
     bus_subscriptions,
 )
 
 pytestmark = pytest.mark.anyio
+
+EmitCase = tuple[list[str], list[tuple[int, type[BusBase], dict[int, int]]]]
 
 LIMIT = 20
 
@@ -134,11 +136,12 @@ async def test_publish_follows_registration_order(
     assert_delivery_guarantees(recording)
 
 
-@given(data=st.data(), kinds=bus_subscriptions(max_size=4))
-async def test_publish_stops_at_the_first_failure(data: st.DataObject, kinds: list[str]) -> None:
+@given(case=bus_publish_failure_cases())
+async def test_publish_stops_at_the_first_failure(
+    case: tuple[list[str], type[BusBase], dict[int, int]],
+) -> None:
+    kinds, event_class, plan = case
     recorder = Recorder(len(kinds))
-    event_class = data.draw(bus_event_classes())
-    plan = data.draw(bus_failure_plans(len(kinds), max_failures=1))
     recorder.plans[0] = dict(plan)
     subscribed = [i for i, kind in enumerate(kinds) if accepts(kind, event_class)]
     failing = [i for i in subscribed if i in plan]
@@ -198,11 +201,9 @@ def check_fifo_per_sender(
             assert handled == expected, f"handler {index}, sender {sender}"
 
 
-@given(data=st.data(), kinds=bus_subscriptions(max_size=4))
-async def test_emit_keeps_per_sender_fifo_and_delivers_exactly_once(
-    data: st.DataObject, kinds: list[str]
-) -> None:
-    script = data.draw(bus_emit_scripts(len(kinds), max_failures=0))
+@given(case=bus_emit_cases(max_failures=0))
+async def test_emit_keeps_per_sender_fifo_and_delivers_exactly_once(case: EmitCase) -> None:
+    kinds, script = case
     recorder = Recorder(len(kinds))
     recording = BusRecorder(registry_for(kinds, recorder, **RETRYING))
     with anyio.fail_after(LIMIT):
@@ -220,11 +221,9 @@ async def test_emit_keeps_per_sender_fifo_and_delivers_exactly_once(
     assert_delivery_guarantees(recording)
 
 
-@given(data=st.data(), kinds=bus_subscriptions(max_size=4))
-async def test_emit_with_crashes_retries_in_place_and_never_loses_a_delivery(
-    data: st.DataObject, kinds: list[str]
-) -> None:
-    script = data.draw(bus_emit_scripts(len(kinds), max_failures=3))
+@given(case=bus_emit_cases(max_failures=3))
+async def test_emit_with_crashes_retries_in_place_and_never_loses_a_delivery(case: EmitCase) -> None:
+    kinds, script = case
     recorder = Recorder(len(kinds))
     recorder.plans = {key: dict(plan) for key, (_, _, plan) in enumerate(script)}
     recording = BusRecorder(registry_for(kinds, recorder, **RETRYING))
