@@ -61,6 +61,15 @@ def _check_shutdown(_: object, __: object, value: float) -> None:
         raise ValueError(f"shutdown must be >= 0 seconds, BRUTAL_KILL or INFINITY, got {value!r}")
 
 
+#: default ``ChildSpec.shutdown`` of an actor child (OTP's 5000 ms for a worker)
+DEFAULT_ACTOR_SHUTDOWN: Final = 5.0
+
+
+def _default_shutdown(spec: ChildSpec) -> float:
+    # set before this default is computed: attrs initialises the fields in order
+    return INFINITY if isinstance(spec.start, SupervisorSpec) else DEFAULT_ACTOR_SHUTDOWN
+
+
 @attrs.frozen
 class ChildSpec:
     """One child of a supervisor: an actor (``start`` is a factory making a fresh ``Actor`` for every
@@ -68,7 +77,8 @@ class ChildSpec:
 
     - ``restart``: permanent, transient or temporary.
     - ``shutdown``: seconds a stop request may take before the child is cancelled; ``BRUTAL_KILL`` cancels
-      at once; ``INFINITY`` waits.
+      at once; ``INFINITY`` waits. Defaults to 5 s for an actor and ``INFINITY`` for a nested supervisor
+      (OTP's defaults: a supervisor child gets the time its own children's shutdowns take).
     - ``mailbox`` and ``redelivery``: for actors only; the mailbox survives restarts.
     - ``backoff``: delay restarts of this child exponentially (Akka's restartWithBackoff).
     - ``intensity``: an optional limit for this child alone (Akka's per-child limit): past it the child is
@@ -79,7 +89,9 @@ class ChildSpec:
     id: str
     start: Callable[[], Actor] | SupervisorSpec
     restart: Restart = Restart.PERMANENT
-    shutdown: float = attrs.field(default=5.0, validator=_check_shutdown)
+    shutdown: float = attrs.field(
+        default=attrs.Factory(_default_shutdown, takes_self=True), validator=_check_shutdown
+    )
     mailbox: MailboxSpec = MailboxSpec()
     redelivery: Redelivery = Redelivery()
     backoff: Backoff | None = None
