@@ -96,6 +96,8 @@ class Supervisor:
         self._activations: Activations | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
+        #: a SystemExit, KeyboardInterrupt, ... from a child that was being stopped: it ends the tree
+        self._interrupt: BaseException | None = None
         #: the wait for a child's start, cut short by a stop request
         self._start_wait: anyio.CancelScope | None = None
         #: "starting" (static children starting), "running" or "stopped"
@@ -266,6 +268,7 @@ class Supervisor:
         ``RestartIntensityExceeded`` when it gives up (its children stopped newest-first).
         """
         self.incarnation += 1
+        self._interrupt = None
         # not reset here but when a run ends: a stop requested before this task ran still counts
         self._events.clear()
         self._restart_times.clear()
@@ -307,6 +310,10 @@ class Supervisor:
                 raise
         finally:
             self._stop_requested = False
+            interrupt, self._interrupt = self._interrupt, None
+            if interrupt is not None and (failure is None or isinstance(failure, Exception)):
+                # it outranks a failure (a give-up) that came with it
+                failure = interrupt
             # Children not stopped one by one (this supervisor was killed, or a child failed to start)
             # were cancelled with it: they are gone for good, so their refs must say so.
             for child in reversed(tuple(self._by_id.values())):
@@ -506,12 +513,23 @@ class Supervisor:
         if child.state is ChildState.RUNNING and child.generation == incarnation:
             self._events.append(Exit(child, incarnation, error))
             self._notify()
+        elif error is not None and not isinstance(error, Exception) and self._interrupt is None:
+            # raised while it was being stopped: the tree still ends with it, once stopped in order
+            _log.error(
+                "supervisor %r: child %r raised %s while stopping; stopping the tree",
+                self.name, child.spec.id, describe_exception(error),
+                extra={"supervisor": self.name, "child": child.spec.id},
+            )
+            self._interrupt = error
+            self._notify()
 
     async def _supervise(self) -> None:
         while True:
-            if self._stop_requested:
+            if self._stop_requested or self._interrupt is not None:
                 async with self._lock:
                     await self._stop_all()
+                if self._interrupt is not None:
+                    raise self._interrupt
                 return
             if not self._events:
                 self._wake = wake = self.new_future()

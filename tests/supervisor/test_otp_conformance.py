@@ -854,3 +854,115 @@ async def test_a_base_exception_from_a_restarts_on_start_stops_the_tree_in_order
             await expect_failure()
     assert raised.value is error
     assert journal.events == [("stop", "I"), ("start", "I"), ("stop", "B"), ("stop", "A")]
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit], ids=lambda k: k.__name__)
+async def test_a_base_exception_from_on_stop_during_shutdown_still_leaves_as_itself_after_the_others_stopped(
+    kind: type,
+) -> None:
+    journal = Journal()
+    error = kind()
+
+    class InterruptsOnStop(Scripted):
+        async def on_stop(self) -> None:
+            await super().on_stop()
+            raise error
+
+    interrupting = ChildSpec("I", functools.partial(InterruptsOnStop, journal))
+    children = [worker("A", journal), interrupting, worker("B", journal)]
+    with pytest.raises(kind) as raised:
+        async with open_supervisor(children):
+            pass
+    assert raised.value is error
+    assert journal.of("stop") == ["B", "I", "A"]
+
+
+async def test_a_base_exception_from_on_stop_during_terminate_child_ends_the_tree_in_order() -> None:
+    journal = Journal()
+    error = SystemExit(2)
+
+    class InterruptsOnStop(Scripted):
+        async def on_stop(self) -> None:
+            await super().on_stop()
+            raise error
+
+    interrupting = ChildSpec("I", functools.partial(InterruptsOnStop, journal))
+    children = [worker("A", journal), interrupting, worker("B", journal)]
+    with pytest.raises(SystemExit) as raised:
+        async with open_supervisor(children) as sup:
+            await sup.terminate_child("I")
+            await expect_failure()
+    assert raised.value is error
+    assert journal.of("stop") == ["I", "B", "A"]
+
+
+class HangingStart(Scripted):
+    """Its ``on_start`` never returns from incarnation ``hanging_from`` on."""
+
+    def __init__(self, journal: Journal, hanging_from: int = 1) -> None:
+        super().__init__(journal)
+        self.hanging_from = hanging_from
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.context.incarnation >= self.hanging_from:
+            await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_start_that_hangs_can_be_cancelled_from_outside_the_async_with() -> None:
+    journal = Journal()
+    children = [worker("A", journal), ChildSpec("H", functools.partial(HangingStart, journal))]
+    with anyio.move_on_after(30.0) as waited:
+        async with open_supervisor(children):
+            pytest.fail("the body must not run")
+    assert waited.cancelled_caught
+    assert journal.of("start") == ["A", "H"]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_start_child_hanging_when_the_tree_stops_is_stopped_within_its_shutdown() -> None:
+    journal = Journal()
+    failures: list[BaseException] = []
+    spec = ChildSpec("H", functools.partial(HangingStart, journal), shutdown=7.0)
+
+    async def add() -> None:
+        try:
+            await sup.start_child(spec)
+        except ChildStartError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg, open_supervisor([worker("A", journal)]) as sup:
+        tg.start_soon(add)
+        await wait_until(lambda: journal.count("start", "H") == 1)
+        began = anyio.current_time()
+    assert anyio.current_time() - began == pytest.approx(7.0)
+    assert [type(f.__cause__) for f in failures] == [ActorStoppedError]
+    assert journal.of("stop") == ["A"]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_start_that_completes_within_the_shutdown_after_a_stop_request_runs_the_stop_hook() -> None:
+    journal = Journal()
+    children = [worker("A", journal), ChildSpec("S", functools.partial(SlowStart, journal, 3.0), shutdown=10.0)]
+    async with open_supervisor(children) as sup:
+        sup.ref("S").tell_nowait(CRASH)
+        await wait_until(lambda: journal.count("start", "S") == 2)
+        began = anyio.current_time()
+    # S finished its start (3 s), then stopped at once with its stop hook; it was not killed at 10 s
+    assert anyio.current_time() - began == pytest.approx(3.0, abs=0.01)
+    assert journal.of("started") == ["S", "S"]
+    assert journal.of("stop") == ["S", "S", "A"]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_nested_supervisor_restarting_a_child_that_hangs_in_on_start_still_stops_with_the_tree() -> None:
+    journal = Journal()
+    inner = SupervisorSpec([ChildSpec("H", functools.partial(HangingStart, journal, hanging_from=2), shutdown=2.0)])
+    async with open_supervisor([worker("A", journal), ChildSpec("inner", inner)]) as root:
+        root.supervisor("inner").ref("H").tell_nowait(CRASH)
+        await wait_until(lambda: journal.count("start", "H") == 2)
+        began = anyio.current_time()
+    assert anyio.current_time() - began == pytest.approx(2.0)
+    assert journal.of("stop") == ["H", "A"]
+    assert states(root) == {"A": "stopped", "inner": "stopped"}
