@@ -152,6 +152,63 @@ async def test_a_group_restart_counts_as_one_restart_toward_the_intensity() -> N
         assert states(sup) == {"A": "running", "B": "running", "C": "running"}
 
 
+async def test_a_permanent_childs_normal_exit_restarts_its_whole_one_for_all_group() -> None:
+    journal = Journal()
+    async with open_supervisor([worker(n, journal) for n in "AB"], strategy=Strategy.ONE_FOR_ALL) as sup:
+        journal.clear()
+        sup.ref("A").tell_nowait(STOP)
+        await wait_until(lambda: len(journal.of("start")) == 2)
+        assert journal.events == [("stop", "A"), ("stop", "B"), ("start", "A"), ("start", "B")]
+
+
+@pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ALL, Strategy.REST_FOR_ONE])
+async def test_a_temporary_childs_crash_restarts_no_sibling_whatever_the_strategy(strategy: Strategy) -> None:
+    journal = Journal()
+    children = [worker("tmp", journal, restart=Restart.TEMPORARY), worker("B", journal)]
+    async with open_supervisor(children, strategy=strategy) as sup:
+        journal.clear()
+        sup.ref("tmp").tell_nowait(CRASH)
+        await wait_until(lambda: "tmp" not in states(sup))
+        assert await sup.ref("B").ask(WHO) == 1
+        assert journal.events == [("stop", "tmp")]
+        assert sup.restarts == 0
+
+
+@pytest.mark.parametrize("strategy", [Strategy.ONE_FOR_ALL, Strategy.REST_FOR_ONE])
+async def test_a_group_restart_leaves_a_child_stopped_by_terminate_child_stopped(strategy: Strategy) -> None:
+    # a departure from OTP, whose group restart starts such a child again (docs/supervision.md)
+    journal = Journal()
+    async with open_supervisor([worker(n, journal) for n in "ABC"], strategy=strategy) as sup:
+        await sup.terminate_child("C")
+        journal.clear()
+        sup.ref("A").tell_nowait(CRASH)
+        await wait_until(lambda: len(journal.of("start")) == 2)
+        assert journal.events == [("stop", "A"), ("stop", "B"), ("start", "A"), ("start", "B")]
+        assert states(sup) == {"A": "running", "B": "running", "C": "stopped"}
+        assert await sup.restart_child("C") is sup.ref("C")
+
+
+async def test_a_group_member_failing_to_restart_restarts_the_group_again_and_counts_toward_the_intensity() -> None:
+    journal = Journal()
+
+    class FailsSecondStart(Scripted):
+        async def on_start(self) -> None:
+            await super().on_start()
+            if self.context.incarnation == 2:
+                raise Boom("second start fails")
+
+    failing = ChildSpec("B", functools.partial(FailsSecondStart, journal))
+    children = [worker("A", journal), failing, worker("C", journal)]
+    async with open_supervisor(children, strategy=Strategy.ONE_FOR_ALL, intensity=Intensity(2, 60.0)) as sup:
+        journal.clear()
+        sup.ref("A").tell_nowait(CRASH)
+        await wait_until(lambda: states(sup) == dict.fromkeys("ABC", "running") and journal.count("start", "C") == 1)
+        # A and B restart, B fails; then the whole group again: A, B (its third start), C
+        assert journal.of("start") == ["A", "B", "A", "B", "C"]
+        assert sup.restarts == 2
+        assert [await sup.ref(n).ask(WHO) for n in "ABC"] == [3, 3, 2]
+
+
 # -- restart types --------------------------------------------------------------------------------
 
 
@@ -459,6 +516,61 @@ async def test_no_child_is_restarted_while_its_supervisor_shuts_down() -> None:
     assert journal.of("stop") == ["last", "victim"]
     assert journal.of("start") == []
     assert not victim[0].alive
+
+
+def test_specs_with_a_wrong_type_are_refused_naming_the_child_and_the_field() -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"restart": "permanent"}, "restart must be a Restart"),
+        ({"shutdown": "5"}, "shutdown must be >= 0"),
+        ({"shutdown": -1.0}, "shutdown must be >= 0"),
+        ({"backoff": 1.0}, "backoff must be a Backoff or None"),
+        ({"intensity": (3, 5.0)}, "intensity must be an Intensity or None"),
+        ({"mailbox": 10}, "mailbox must be a MailboxSpec"),
+    ]
+    for options, message in bad:
+        with pytest.raises((TypeError, ValueError), match=message) as refused:
+            ChildSpec("w", Scripted, **options)
+        assert str(refused.value).startswith("child 'w': ")
+    with pytest.raises(ValueError, match="child id must be a non-empty string"):
+        ChildSpec("", Scripted)
+    with pytest.raises(TypeError, match="child 'w': start must be an Actor factory or a SupervisorSpec"):
+        ChildSpec("w", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="strategy must be a Strategy"):
+        SupervisorSpec(strategy="one_for_all")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="intensity must be an Intensity or None"):
+        SupervisorSpec(intensity=(3, 5.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="supervisor children must be ChildSpec"):
+        SupervisorSpec([Scripted])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="duplicate child id 'w'"):
+        SupervisorSpec([ChildSpec("w", Scripted), ChildSpec("w", Scripted)])
+    for intensity, error, message in [
+        ((2.5, 5.0), TypeError, "max_restarts must be an int"),
+        ((True, 5.0), TypeError, "max_restarts must be an int"),
+        ((1, "5"), TypeError, "within must be a number"),
+        ((-1, 5.0), ValueError, "max_restarts must be >= 0"),
+        ((1, 0), ValueError, "within must be > 0 seconds"),
+    ]:
+        with pytest.raises(error, match=message):
+            Intensity(*intensity)
+
+
+async def test_a_factory_that_does_not_return_an_actor_fails_the_start_naming_the_child() -> None:
+    with pytest.raises(ChildStartError) as failure:
+        async with open_supervisor([ChildSpec("w", lambda: None)]):  # type: ignore[arg-type,return-value]
+            pass
+    assert isinstance(failure.value.__cause__, TypeError)
+    assert "'w'" in str(failure.value.__cause__)
+    assert "not an Actor" in str(failure.value.__cause__)
+
+
+async def test_a_factory_that_raises_fails_the_start_like_on_start() -> None:
+    def factory() -> Actor:
+        raise Boom("no actor today")
+
+    with pytest.raises(ChildStartError) as failure:
+        async with open_supervisor([ChildSpec("w", factory)]):
+            pass
+    assert isinstance(failure.value.__cause__, Boom)
 
 
 # -- child management calls -------------------------------------------------------------------------
@@ -966,3 +1078,43 @@ async def test_a_nested_supervisor_restarting_a_child_that_hangs_in_on_start_sti
     assert anyio.current_time() - began == pytest.approx(2.0)
     assert journal.of("stop") == ["H", "A"]
     assert states(root) == {"A": "stopped", "inner": "stopped"}
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_nested_supervisor_stopped_while_its_child_hangs_in_on_start_stops_within_the_childs_shutdown() -> None:
+    journal = Journal()
+    failures: list[BaseException] = []
+    hanging = ChildSpec("H", functools.partial(HangingStart, journal), shutdown=2.0)
+    inner = SupervisorSpec([worker("i", journal), hanging])
+
+    async def add() -> None:
+        try:
+            await sup.start_child(ChildSpec("inner", inner))
+        except ChildStartError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg, open_supervisor([worker("A", journal)]) as sup:
+        tg.start_soon(add)
+        await wait_until(lambda: journal.count("start", "H") == 1)
+        began = anyio.current_time()
+    assert anyio.current_time() - began == pytest.approx(2.0)
+    assert journal.of("stop") == ["i", "A"]
+    assert [f.child_id for f in failures] == ["inner"]  # type: ignore[attr-defined]
+
+
+async def test_a_base_exception_raised_while_a_supervisor_gives_up_outranks_the_give_up() -> None:
+    journal = Journal()
+    error = SystemExit(3)
+
+    class InterruptsOnStop(Scripted):
+        async def on_stop(self) -> None:
+            await super().on_stop()
+            raise error
+
+    children = [ChildSpec("I", functools.partial(InterruptsOnStop, journal)), worker("C", journal)]
+    with pytest.raises(SystemExit) as raised:
+        async with open_supervisor(children, intensity=Intensity(0, 60.0)) as sup:
+            sup.ref("C").tell_nowait(CRASH)
+            await expect_failure()
+    assert raised.value is error
+    assert journal.of("stop") == ["C", "I"]
