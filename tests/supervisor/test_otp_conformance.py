@@ -292,6 +292,17 @@ async def test_max_restarts_within_the_period_are_survived_and_one_more_stops_al
     assert set(states(sup).values()) == {"stopped"}
 
 
+async def test_restarts_of_different_children_add_up_toward_the_one_intensity_of_their_supervisor() -> None:
+    journal = Journal()
+    with pytest.raises(RestartIntensityExceeded):
+        async with open_supervisor([worker(n, journal) for n in "AB"], intensity=Intensity(1, 60.0)) as sup:
+            sup.ref("A").tell_nowait(CRASH)
+            assert await sup.ref("A").ask(WHO) == 2
+            sup.ref("B").tell_nowait(CRASH)
+            await expect_failure()
+    assert journal.of("stop") == ["A", "B", "A"]
+
+
 @pytest.mark.parametrize("anyio_backend", [mock_clock()])
 async def test_a_restart_exactly_period_seconds_old_still_counts_as_in_otp() -> None:
     journal = Journal()
@@ -390,6 +401,16 @@ async def test_children_start_one_at_a_time_in_order_each_after_the_previous_sta
             ("start", "B"), ("started", "B"),
             ("start", "C"), ("started", "C"),
         ]  # fmt: skip
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_nested_supervisor_starts_all_its_children_before_its_next_sibling_starts() -> None:
+    journal = Journal()
+    inner = SupervisorSpec([ChildSpec(n, functools.partial(SlowStart, journal, 1.0)) for n in ("i1", "i2")])
+    children = [worker("A", journal), ChildSpec("inner", inner), worker("B", journal)]
+    async with open_supervisor(children):
+        assert journal.of("start") == ["A", "i1", "i2", "B"]
+        assert journal.of("started") == ["i1", "i2"]
 
 
 async def test_children_stop_in_reverse_start_order_dynamic_ones_first() -> None:
@@ -822,6 +843,21 @@ async def test_an_on_stop_raising_during_a_group_restart_does_not_stop_the_resta
         await wait_until(lambda: len(journal.of("start")) == 4)
         assert sup.restarts == 1
         assert [await sup.ref(n).ask(WHO) for n in ("A", "bad")] == [2, 2]
+
+
+async def test_an_on_stop_raising_after_a_crash_still_restarts_the_child_and_the_asker_gets_the_crash() -> None:
+    journal = Journal()
+
+    class BadStop(Scripted):
+        async def on_stop(self) -> None:
+            await super().on_stop()
+            raise ValueError("on_stop failed")
+
+    async with open_supervisor([ChildSpec("bad", functools.partial(BadStop, journal))]) as sup:
+        with pytest.raises(Boom):
+            await sup.ref("bad").ask(CRASH)
+        assert await sup.ref("bad").ask(WHO) == 2
+        assert sup.restarts == 1
 
 
 @pytest.mark.parametrize("anyio_backend", [mock_clock()])
