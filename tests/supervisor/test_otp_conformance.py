@@ -19,6 +19,7 @@ from actors import Actor, ActorRef, ActorStoppedError, Terminated, WrongThreadEr
 from supervisor import (
     BRUTAL_KILL,
     INFINITY,
+    Backoff,
     ChildNotFoundError,
     ChildSpec,
     ChildStartError,
@@ -660,6 +661,21 @@ async def test_restart_child_whose_start_fails_raises_and_leaves_the_child_stopp
         assert states(sup) == {"F": "stopped"}
         await sup.delete_child("F")
         assert sup.which_children() == []
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_restart_child_and_delete_child_refuse_a_child_waiting_out_its_restart_backoff() -> None:
+    journal = Journal()
+    backoff = Backoff(min=10.0, max=10.0, jitter=0.0)
+    async with open_supervisor([worker("A", journal, backoff=backoff)]) as sup:
+        sup.ref("A").tell_nowait(CRASH)
+        await wait_until(lambda: states(sup) == {"A": "restarting"})
+        for call in (sup.restart_child, sup.delete_child):
+            with pytest.raises(ChildNotFoundError, match="restarting"):
+                await call("A")
+        assert sup.count_children().active == 1
+        await anyio.sleep(11.0)
+        assert await sup.ref("A").ask(WHO) == 2
 
 
 async def test_delete_child_refuses_a_running_or_unknown_child_and_frees_the_id_of_a_stopped_one() -> None:
