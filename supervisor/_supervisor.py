@@ -56,6 +56,9 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
 
+#: what a child's start future is resolved with when a stop request cuts the wait for it short
+_STOP = object()
+
 
 def _describe_exit(error: BaseException | None) -> str:
     # never the error's repr in a log message: a user's exception whose __repr__ raises would make
@@ -98,8 +101,8 @@ class Supervisor:
         self._stop_requested = False
         #: a SystemExit, KeyboardInterrupt, ... from a child that was being stopped: it ends the tree
         self._interrupt: BaseException | None = None
-        #: the wait for a child's start, cut short by a stop request
-        self._start_wait: anyio.CancelScope | None = None
+        #: the future a child's start is awaited on: a stop request resolves it with ``_STOP``
+        self._starting: OneShot | None = None
         #: "starting" (static children starting), "running" or "stopped"
         self._phase = "stopped"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -238,9 +241,10 @@ class Supervisor:
         """Stop the children in reverse order, then end this incarnation normally."""
         self._stop_requested = True
         self._notify()
-        if self._start_wait is not None:
+        starting = self._starting
+        if starting is not None and not starting.done():
             # a child is starting: its start must not hold the stop up past the child's shutdown
-            self._start_wait.cancel()
+            starting.set_result(_STOP)
 
     def terminate(self, error: BaseException | None = None) -> None:
         """This supervisor stopped for good: tell its watchers (once)."""
@@ -377,20 +381,18 @@ class Supervisor:
             raise ActorStoppedError(f"supervisor {self.name!r} is stopping: child {child.spec.id!r} not started")
         child.state = ChildState.STARTING
         child.generation += 1
-        started = self.new_future()
+        self._starting = started = self.new_future()
         self._spawn(child, started)
         try:
-            with anyio.CancelScope() as waiting:
-                self._start_wait = waiting
-                await started
+            outcome = await started
         except BaseException:
             child.state = ChildState.STOPPED
             if child.scope is not None and (not started.done() or started.cancelled()):
                 child.scope.cancel()  # the caller gave up (cancelled): no start left running behind it
             raise
         finally:
-            self._start_wait = None
-        if waiting.cancelled_caught:
+            self._starting = None
+        if outcome is _STOP:
             await self._stop_starting(child)
 
     async def _stop_starting(self, child: Child) -> None:
