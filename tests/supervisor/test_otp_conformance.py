@@ -979,6 +979,9 @@ async def test_an_ask_to_a_child_stopped_for_good_fails_at_once() -> None:
             await ref.ask(WHO)
 
 
+# -- BaseExceptions from hooks, starts cut short by a stop ------------------------------------------
+
+
 @pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit], ids=lambda k: k.__name__)
 async def test_a_base_exception_from_on_start_stops_the_started_children_and_leaves_as_itself(kind: type) -> None:
     journal = Journal()
