@@ -365,6 +365,8 @@ class ActorCell(Mailbox, ActorContext):
         request makes the host call ``activate`` and then ``resume`` in a new task.
         """
         actor: Actor = self._setup.start()
+        if not isinstance(actor, Actor):
+            raise TypeError(f"actor {self.name!r}: its factory returned {actor!r}, not an Actor instance")
         actor._context = self
         self.incarnation += 1
         self._stop_requested = False

@@ -109,7 +109,9 @@ class ActorRef:
 
     def watch(self, listener: Callable[[Terminated], None]) -> Callable[[], None]:
         """Call ``listener`` with a ``Terminated`` notice when the actor stops for good (never on a
-        restart). Returns a function that unwatches. Watching a stopped actor notifies at once."""
+        restart). Returns a function that unwatches. Watching a stopped actor notifies at once. From
+        another thread than the actor's event loop's: ``WrongThreadError``, nothing registered."""
+        self._check_thread("watch")
         return self._cell.watch(listener)
 
     def statistics(self) -> ActorStatistics:

@@ -17,7 +17,7 @@ from supervisor._errors import (
     SupervisorError,
 )
 from supervisor._open import open_supervisor
-from supervisor._snapshot import ChildInfo, TreeSnapshot
+from supervisor._snapshot import ChildCounts, ChildInfo, TreeSnapshot
 from supervisor._spec import (
     BRUTAL_KILL,
     INFINITY,
@@ -36,6 +36,7 @@ __all__ = (
     "BRUTAL_KILL",
     "INFINITY",
     "Backoff",
+    "ChildCounts",
     "ChildInfo",
     "ChildNotFoundError",
     "ChildSpec",

@@ -177,7 +177,8 @@ def over_intensity(times: list[float], now: float, intensity: Intensity) -> bool
     # a list, not a deque: it holds at most max_restarts + 1 entries, and an empty deque per idle
     # child would cost ~700 bytes
     times.append(now)
+    # OTP keeps a restart while now - then <= period: one exactly `within` seconds old still counts
     horizon = now - intensity.within
-    while times and times[0] <= horizon:
+    while times and times[0] < horizon:
         del times[0]
     return len(times) > intensity.max_restarts

@@ -45,7 +45,7 @@ async def open_supervisor(
     )
     started = root.new_future()
     finished = root.new_future()
-    failure: Exception | None = None
+    failure: BaseException | None = None
     body_error: BaseException | None = None
 
     def signal_started() -> None:
@@ -56,7 +56,11 @@ async def open_supervisor(
         nonlocal failure
         try:
             await root.run(signal_started)
-        except Exception as exc:
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise
+            # SystemExit, KeyboardInterrupt, ... too: left to escape this task, asyncio would stop the
+            # event loop with it instead of raising it from the `async with` once the tree stopped
             failure = exc
             if started.done():
                 tg.cancel_scope.cancel()
@@ -74,8 +78,9 @@ async def open_supervisor(
             tg.start_soon(run_root, name=f"supervisor {name}")
             try:
                 await started
-            except Exception:
-                pass
+            except BaseException as exc:
+                if exc is not failure:
+                    raise
             else:
                 try:
                     yield root

@@ -25,6 +25,18 @@ class ChildInfo:
 
 
 @attrs.frozen
+class ChildCounts:
+    """``count_children()``, as OTP's: ``specs`` children known (running or stopped), ``active`` of them
+    running (or starting, stopping, waiting out a restart backoff), ``supervisors`` and ``workers`` (actors)
+    among the specs."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+@attrs.frozen
 class TreeSnapshot:
     """A node of the tree snapshot; ``str()`` renders the whole subtree as indented text."""
 

@@ -50,15 +50,28 @@ class Intensity:
     within: float = 5.0
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int):
+            raise TypeError(f"max_restarts must be an int, got {self.max_restarts!r}")
+        if isinstance(self.within, bool) or not isinstance(self.within, int | float):
+            raise TypeError(f"within must be a number of seconds, got {self.within!r}")
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts!r}")
         if not self.within > 0:
             raise ValueError(f"within must be > 0 seconds, got {self.within!r}")
 
 
-def _check_shutdown(_: object, __: object, value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"shutdown must be >= 0 seconds, BRUTAL_KILL or INFINITY, got {value!r}")
+def _check_shutdown(spec: ChildSpec, _: object, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"child {spec.id!r}: shutdown must be >= 0 seconds, BRUTAL_KILL or INFINITY, got {value!r}")
+
+
+#: default ``ChildSpec.shutdown`` of an actor child (OTP's 5000 ms for a worker)
+DEFAULT_ACTOR_SHUTDOWN: Final = 5.0
+
+
+def _default_shutdown(spec: ChildSpec) -> float:
+    # set before this default is computed: attrs initialises the fields in order
+    return INFINITY if isinstance(spec.start, SupervisorSpec) else DEFAULT_ACTOR_SHUTDOWN
 
 
 @attrs.frozen(weakref_slot=False)  # no weakref slot: a tree may hold 100,000 specs
@@ -68,7 +81,8 @@ class ChildSpec:
 
     - ``restart``: permanent, transient or temporary.
     - ``shutdown``: seconds a stop request may take before the child is cancelled; ``BRUTAL_KILL`` cancels
-      at once; ``INFINITY`` waits.
+      at once; ``INFINITY`` waits. Defaults to 5 s for an actor and ``INFINITY`` for a nested supervisor
+      (OTP's defaults: a supervisor child gets the time its own children's shutdowns take).
     - ``mailbox`` and ``redelivery``: for actors only; the mailbox survives restarts.
     - ``backoff``: delay restarts of this child exponentially (Akka's restartWithBackoff).
     - ``intensity``: an optional limit for this child alone (Akka's per-child limit): past it the child is
@@ -79,7 +93,9 @@ class ChildSpec:
     id: str
     start: Callable[[], Actor] | SupervisorSpec
     restart: Restart = Restart.PERMANENT
-    shutdown: float = attrs.field(default=5.0, validator=_check_shutdown)
+    shutdown: float = attrs.field(
+        default=attrs.Factory(_default_shutdown, takes_self=True), validator=_check_shutdown
+    )
     mailbox: MailboxSpec = MailboxSpec()
     redelivery: Redelivery = Redelivery()
     backoff: Backoff | None = None
@@ -92,6 +108,17 @@ class ChildSpec:
             raise TypeError(
                 f"child {self.id!r}: start must be an Actor factory or a SupervisorSpec, got {self.start!r}"
             )
+        # a wrong type here would otherwise be read as a default (a "permanent" string: not TEMPORARY)
+        fields = (
+            ("restart", Restart, False), ("mailbox", MailboxSpec, False), ("redelivery", Redelivery, False),
+            ("backoff", Backoff, True), ("intensity", Intensity, True),
+        )  # fmt: skip
+        for name, kind, optional in fields:
+            value = getattr(self, name)
+            if not isinstance(value, kind) and not (optional and value is None):
+                article = "an" if kind.__name__[0] in "AEIOU" else "a"
+                wanted = f"{article} {kind.__name__}{' or None' if optional else ''}"
+                raise TypeError(f"child {self.id!r}: {name} must be {wanted}, got {value!r}")
 
     @property
     def is_supervisor(self) -> bool:
@@ -140,6 +167,10 @@ class SupervisorSpec:
     )
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.strategy, Strategy):
+            raise TypeError(f"strategy must be a Strategy, got {self.strategy!r}")
+        if self.intensity is not None and not isinstance(self.intensity, Intensity):
+            raise TypeError(f"intensity must be an Intensity or None, got {self.intensity!r}")
         seen: set[str] = set()
         for child in self.children:
             if not isinstance(child, ChildSpec):

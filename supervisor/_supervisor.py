@@ -40,7 +40,7 @@ from supervisor._child import (
 )
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
 from supervisor._linger import Sweeper
-from supervisor._snapshot import ChildInfo, TreeSnapshot
+from supervisor._snapshot import ChildCounts, ChildInfo, TreeSnapshot
 from supervisor._spec import BRUTAL_KILL, ChildSpec, Restart, Strategy, SupervisorSpec
 
 _log = logging.getLogger("supervisor")
@@ -55,6 +55,15 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 GiveUpListener = Callable[[str, RestartIntensityExceeded], None]
+
+#: what a child's start future is resolved with when a stop request cuts the wait for it short
+_STOP = object()
+
+
+def _describe_exit(error: BaseException | None) -> str:
+    # never the error's repr in a log message: a user's exception whose __repr__ raises would make
+    # logging drop the record
+    return "a normal exit" if error is None else describe_exception(error)
 
 
 class Supervisor:
@@ -90,6 +99,10 @@ class Supervisor:
         self._activations: Activations | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
+        #: a SystemExit, KeyboardInterrupt, ... from a child that was being stopped: it ends the tree
+        self._interrupt: BaseException | None = None
+        #: the future a child's start is awaited on: a stop request resolves it with ``_STOP``
+        self._starting: OneShot | None = None
         #: "starting" (static children starting), "running" or "stopped"
         self._phase = "stopped"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -112,6 +125,16 @@ class Supervisor:
             )
             for c in self._by_id.values()
         ]
+
+    def count_children(self) -> ChildCounts:
+        """How many children, as OTP's ``count_children``: specs, active ones, supervisors, workers."""
+        supervisors = active = 0
+        ended = (ChildState.STOPPED, ChildState.GAVE_UP)
+        for c in self._by_id.values():
+            supervisors += c.spec.is_supervisor
+            active += c.state not in ended
+        specs = len(self._by_id)
+        return ChildCounts(specs, active, supervisors, specs - supervisors)
 
     def ref(self, child_id: str) -> ActorRef:
         """The ref of actor child ``child_id``."""
@@ -172,8 +195,12 @@ class Supervisor:
             self._by_id[spec.id] = child
             try:
                 await self._start(child)
-            except Exception as exc:
+            except BaseException as exc:
+                # a caller that gave up (cancelled) leaves no child behind either
                 self._forget(child)
+                if not isinstance(exc, Exception):
+                    self._terminate(child, None)
+                    raise
                 self._terminate(child, exc)
                 raise ChildStartError(self.name, spec.id, exc) from exc
             return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
@@ -214,6 +241,10 @@ class Supervisor:
         """Stop the children in reverse order, then end this incarnation normally."""
         self._stop_requested = True
         self._notify()
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # a child is starting: its start must not hold the stop up past the child's shutdown
+            starting.set_result(_STOP)
 
     def terminate(self, error: BaseException | None = None) -> Terminated | None:
         """This supervisor stopped for good: tell its watchers (once). Returns the notice they got, or
@@ -235,6 +266,7 @@ class Supervisor:
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart."""
         self._terminated = None
+        self._stop_requested = False
 
     async def run(self, started: Callable[[], None]) -> None:
         """One incarnation: start the static children in order, then supervise until stopped.
@@ -243,7 +275,8 @@ class Supervisor:
         ``RestartIntensityExceeded`` when it gives up (its children stopped newest-first).
         """
         self.incarnation += 1
-        self._stop_requested = False
+        self._interrupt = None
+        # not reset here but when a run ends: a stop requested before this task ran still counts
         self._events.clear()
         self._restart_times.clear()
         linger = self.spec.linger
@@ -283,6 +316,11 @@ class Supervisor:
             if failure is group:
                 raise
         finally:
+            self._stop_requested = False
+            interrupt, self._interrupt = self._interrupt, None
+            if interrupt is not None and (failure is None or isinstance(failure, Exception)):
+                # it outranks a failure (a give-up) that came with it
+                failure = interrupt
             # Children not stopped one by one (this supervisor was killed, or a child failed to start)
             # were cancelled with it: they are gone for good, so their refs must say so.
             for child in reversed(tuple(self._by_id.values())):
@@ -324,23 +362,54 @@ class Supervisor:
         for child in tuple(self._by_id.values()):
             try:
                 await self._start(child)
-            except Exception as exc:
+            except BaseException as exc:
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    raise
+                # a SystemExit, KeyboardInterrupt, ... from a start also stops the started ones in
+                # order, and is then raised as itself
                 for done in reversed(started):
                     await self._stop_child(done)
                     self._finish(done, None)
-                raise ChildStartError(self.name, child.spec.id, exc) from exc
+                if self._stop_requested and isinstance(exc, ActorStoppedError):
+                    return  # stopped while starting: a normal end, as OTP's shutdown
+                if isinstance(exc, Exception):
+                    raise ChildStartError(self.name, child.spec.id, exc) from exc
+                raise
             started.append(child)
 
     async def _start(self, child: Child) -> None:
+        """Start ``child`` and wait until it started; raise its start's error. A stop request meanwhile
+        stops it within its shutdown (``ActorStoppedError``); a cancellation of the caller kills it."""
+        if self._stop_requested:
+            raise ActorStoppedError(f"supervisor {self.name!r} is stopping: child {child.spec.id!r} not started")
         child.state = ChildState.STARTING
         child.generation += 1
-        started = self.new_future()
+        self._starting = started = self.new_future()
         self._spawn(child, started)
         try:
-            await started
+            outcome = await started
         except BaseException:
             child.state = ChildState.STOPPED
+            if child.scope is not None and (not started.done() or started.cancelled()):
+                child.scope.cancel()  # the caller gave up (cancelled): no start left running behind it
             raise
+        finally:
+            self._starting = None
+        if outcome is _STOP:
+            await self._stop_starting(child)
+
+    async def _stop_starting(self, child: Child) -> None:
+        """A stop request came while ``child`` started: as OTP, whose supervisor stops a child once its
+        start returned, it stops right after its start (running its stop hook) and is killed when its
+        shutdown runs out first."""
+        child.state = ChildState.STOPPING  # its start completing now asks it to stop (signal_started)
+        child.runnable.request_stop()
+        shutdown = child.spec.shutdown
+        if (shutdown == BRUTAL_KILL or not await self._exited_within(child, shutdown)) and child.scope is not None:
+            child.scope.cancel()
+        await self._exited_within(child, math.inf)
+        child.state = ChildState.STOPPED
+        raise ActorStoppedError(f"child {child.spec.id!r} of {self.name!r} was stopped while it started")
 
     def activate(self, cell: ActorCell) -> None:
         """Give an idle actor child a task again (its mailbox got a message or a stop request); a
@@ -381,9 +450,13 @@ class Supervisor:
         self, child: Child, incarnation: int, started: OneShot | None, scope: anyio.CancelScope
     ) -> None:
         def signal_started() -> None:
-            # RUNNING from this moment, not when the supervisor resumes: a child that crashes on its
-            # first message before that must still be seen to exit
-            child.state = ChildState.RUNNING
+            if child.state is ChildState.STOPPING:
+                # its supervisor cut its start short to stop it: it ends now, with its stop hook
+                runnable.request_stop()
+            else:
+                # RUNNING from this moment, not when the supervisor resumes: a child that crashes on
+                # its first message before that must still be seen to exit
+                child.state = ChildState.RUNNING
             backoff = child.spec.backoff
             # only a backoff that resets needs the start time (most children keep no rare record)
             if backoff is not None and backoff.reset_after is not None:
@@ -417,6 +490,13 @@ class Supervisor:
             # trio.Cancelled cannot be constructed: the kill is reported as a stop
             error = ActorStoppedError(f"child {child.spec.id!r} was killed")
             ended = True
+        elif error is not None and child.state is ChildState.STOPPING and isinstance(error, Exception):
+            # its supervisor is stopping it: nothing restarts it and nobody else hears of this error
+            _log.warning(
+                "supervisor %r: child %r raised while stopping: %s; ignored",
+                self.name, child.spec.id, describe_exception(error),
+                extra={"supervisor": self.name, "child": child.spec.id, "error": error},
+            )
         if child.scope is scope:
             child.scope = None
         if self._sweeper is not None and isinstance(runnable, ActorCell):
@@ -438,12 +518,23 @@ class Supervisor:
         if child.state is ChildState.RUNNING and child.generation == incarnation:
             self._events.append(Exit(child, incarnation, error))
             self._notify()
+        elif error is not None and not isinstance(error, Exception) and self._interrupt is None:
+            # raised while it was being stopped: the tree still ends with it, once stopped in order
+            _log.error(
+                "supervisor %r: child %r raised %s while stopping; stopping the tree",
+                self.name, child.spec.id, describe_exception(error),
+                extra={"supervisor": self.name, "child": child.spec.id},
+            )
+            self._interrupt = error
+            self._notify()
 
     async def _supervise(self) -> None:
         while True:
-            if self._stop_requested:
+            if self._stop_requested or self._interrupt is not None:
                 async with self._lock:
                     await self._stop_all()
+                if self._interrupt is not None:
+                    raise self._interrupt
                 return
             if not self._events:
                 self._wake = wake = self.new_future()
@@ -465,8 +556,8 @@ class Supervisor:
         if error is not None and not isinstance(error, Exception):
             # a BaseException ends the whole tree: the others stop in order, then it propagates
             _log.error(
-                "supervisor %r: child %r raised %r; stopping the tree",
-                self.name, child_id, error, extra={"supervisor": self.name, "child": child_id},
+                "supervisor %r: child %r raised %s; stopping the tree",
+                self.name, child_id, describe_exception(error), extra={"supervisor": self.name, "child": child_id},
             )
             self._finish(child, error)
             await self._stop_all()
@@ -476,8 +567,8 @@ class Supervisor:
             if error is not None:
                 # nobody else hears of this error but the child's watchers
                 _log.warning(
-                    "supervisor %r: %s child %r exited with %r; not restarted",
-                    self.name, restart.value, child_id, error,
+                    "supervisor %r: %s child %r exited with %s; not restarted",
+                    self.name, restart.value, child_id, describe_exception(error),
                     extra={"supervisor": self.name, "child": child_id, "error": error},
                 )
             ended = ChildState.GAVE_UP if isinstance(error, RestartIntensityExceeded) else ChildState.STOPPED
@@ -491,8 +582,8 @@ class Supervisor:
             gave_up = RestartIntensityExceeded(self.name, intensity.max_restarts, intensity.within)
             gave_up.__cause__ = error
             _log.error(
-                "supervisor %r gave up: more than %d restarts within %s s (last: child %r, %r)",
-                self.name, intensity.max_restarts, intensity.within, child_id, error,
+                "supervisor %r gave up: more than %d restarts within %s s (last: child %r, %s)",
+                self.name, intensity.max_restarts, intensity.within, child_id, _describe_exit(error),
                 extra={"supervisor": self.name, "child": child_id, "error": error},
             )
             self._tell_give_up(gave_up)
@@ -500,8 +591,8 @@ class Supervisor:
         own = child.spec.intensity
         if own is not None and over_intensity(self._restart_times_of(child), now, own):
             _log.error(
-                "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %r)",
-                self.name, child_id, own.max_restarts, own.within, error,
+                "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %s)",
+                self.name, child_id, own.max_restarts, own.within, _describe_exit(error),
                 extra={"supervisor": self.name, "child": child_id, "error": error},
             )
             self._finish(child, error, ChildState.GAVE_UP)
@@ -592,8 +683,13 @@ class Supervisor:
                 continue
             try:
                 await self._start(member)
-            except Exception as exc:
-                # a restart that fails to start counts as another crash of that child
+            except BaseException as exc:
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    raise
+                if self._stop_requested:
+                    return  # stopping: nothing more starts, and this exit restarts nothing
+                # a restart that fails to start counts as another crash of that child (a
+                # SystemExit, KeyboardInterrupt, ... then ends the tree in order, as from a running child)
                 member.state = ChildState.RUNNING
                 self._events.appendleft(Exit(member, member.generation, exc))
                 return
