@@ -1,0 +1,110 @@
+"""Handlers that do odd things a new user's code does by mistake: raise signal-like exceptions that
+must not travel to another task as themselves, ... The bus treats them as crashes of that handler
+alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from bus import BusTerminal, DeadLetter, Event, MessageRegistry
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 30
+
+
+class Ping(Event):
+    n: int
+
+
+class Conn:
+    pass
+
+
+def conn() -> Iterator[Conn]:
+    yield Conn()
+
+
+def generator_exit_handlers() -> dict[str, Callable[..., Any]]:
+    """One handler of each shape the bus calls differently, each raising GeneratorExit on n == 1."""
+
+    async def bare(event: Ping) -> None:
+        if event.n == 1:
+            raise GeneratorExit
+
+    async def with_context(event: Ping, ctx: object) -> None:
+        if event.n == 1:
+            raise GeneratorExit
+
+    async def with_dependency(event: Ping, ctx: object, c: Conn) -> None:
+        if event.n == 1:
+            raise GeneratorExit
+
+    def sync(event: Ping) -> None:
+        if event.n == 1:
+            raise GeneratorExit
+
+    return {"bare": bare, "with_context": with_context, "with_dependency": with_dependency, "sync": sync}
+
+
+SHAPES = tuple(generator_exit_handlers())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_handler_raising_generator_exit_fails_the_publish_with_runtime_error_and_the_block_exits_cleanly(
+    shape: str,
+) -> None:
+    handler = generator_exit_handlers()[shape]
+    seen: list[int] = []
+
+    async def sibling(event: Ping) -> None:
+        seen.append(event.n)
+
+    registry = MessageRegistry()
+    registry.factory(conn)
+    registry.register(handler, sibling)
+    with anyio.fail_after(LIMIT):
+        # the error leaves the block as an ordinary exception: on asyncio a GeneratorExit handed to
+        # the publisher's task used to close its coroutines, so the block's exit failed with
+        # "coroutine ignored GeneratorExit"
+        with pytest.raises(RuntimeError, match="raised GeneratorExit") as caught:
+            async with BusTerminal(registry, shutdown_timeout=5) as terminal:
+                with pytest.raises(RuntimeError, match="raised GeneratorExit") as inner:
+                    await terminal.bus.publish(Ping(1))
+                assert isinstance(inner.value.__cause__, GeneratorExit)
+                assert seen == []  # later handlers do not get a failed publish's event
+                # the handler was restarted like after any crash and the bus still works
+                await terminal.bus.publish(Ping(2))
+                assert seen == [2]
+                raise inner.value
+    assert isinstance(caught.value.__cause__, GeneratorExit)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_an_emitted_message_whose_handler_raises_generator_exit_is_retried_then_dead_lettered(
+    shape: str,
+) -> None:
+    handler = generator_exit_handlers()[shape]
+    letters: list[DeadLetter] = []
+
+    async def on_letter(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    registry = MessageRegistry()
+    registry.factory(conn)
+    registry.register(handler, retries=2, retry_backoff=0.0)
+    registry.register(on_letter)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry, shutdown_timeout=5) as terminal:
+            await terminal.bus.emit(Ping(1))
+            await terminal.bus.emit(Ping(2))
+            await terminal.drain()
+            statistics = terminal.statistics()
+    [letter] = letters
+    assert (letter.event, letter.reason, letter.attempts) == (Ping(1), "retries_exhausted", 3)
+    assert "GeneratorExit" in letter.error
+    assert statistics.in_flight == 0
