@@ -44,6 +44,8 @@ async def open_supervisor(
     started = root.new_future()
     finished = root.new_future()
     failure: Exception | None = None
+    #: a BaseException (SystemExit, ...) that ended the tree
+    fatal: BaseException | None = None
     body_error: BaseException | None = None
 
     def signal_started() -> None:
@@ -51,11 +53,21 @@ async def open_supervisor(
             started.set_result(None)
 
     async def run_root() -> None:
-        nonlocal failure
+        nonlocal failure, fatal
         try:
             await root.run(signal_started)
         except Exception as exc:
             failure = exc
+            if started.done():
+                tg.cancel_scope.cancel()
+            else:
+                started.set_exception(exc)
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise
+            # SystemExit, KeyboardInterrupt, ... that ended the tree: kept here and raised from the
+            # block, for asyncio stops the whole loop with one that leaves a task
+            fatal = exc
             if started.done():
                 tg.cancel_scope.cancel()
             else:
@@ -94,9 +106,11 @@ async def open_supervisor(
             raise
     finally:
         # also when the block is cancelled from outside: the root's watchers hear of it
-        root.terminate(failure)
+        root.terminate(failure or fatal)
     if escaped is not None:
         raise escaped
+    if fatal is not None:
+        raise fatal
     if failure is not None:
         if body_error is not None:
             failure.__context__ = body_error

@@ -90,6 +90,9 @@ class Supervisor:
         self._activations: Activations | None = None
         self._context = contextvars.copy_context()
         self._stop_requested = False
+        #: a BaseException (SystemExit, ...) a child raised while it was being stopped: it still
+        #: ends the tree once the others stopped
+        self._fatal: BaseException | None = None
         #: "starting" (static children starting), "running" or "stopped"
         self._phase = "stopped"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -241,6 +244,7 @@ class Supervisor:
         """
         self.incarnation += 1
         self._stop_requested = False
+        self._fatal = None
         self._events.clear()
         self._restart_times.clear()
         linger = self.spec.linger
@@ -435,12 +439,24 @@ class Supervisor:
         if child.state is ChildState.RUNNING and child.generation == incarnation:
             self._events.append(Exit(child, incarnation, error))
             self._notify()
+        elif error is not None and not isinstance(error, Exception) and self._fatal is None:
+            # SystemExit, KeyboardInterrupt, ... from a child being stopped (its last message, its
+            # on_stop): no exit to handle, but it must still end the tree, not vanish with the child
+            self._fatal = error
+            self._notify()
 
     async def _supervise(self) -> None:
         while True:
-            if self._stop_requested:
+            if self._stop_requested or self._fatal is not None:
                 async with self._lock:
                     await self._stop_all()
+                fatal = self._fatal
+                if fatal is not None:
+                    _log.error(
+                        "supervisor %r: a child raised %r while it stopped; stopping the tree",
+                        self.name, fatal, extra={"supervisor": self.name},
+                    )
+                    raise fatal
                 return
             if not self._events:
                 self._wake = wake = self.new_future()

@@ -108,3 +108,23 @@ async def test_an_emitted_message_whose_handler_raises_generator_exit_is_retried
     assert (letter.event, letter.reason, letter.attempts) == (Ping(1), "retries_exhausted", 3)
     assert "GeneratorExit" in letter.error
     assert statistics.in_flight == 0
+
+
+async def test_sys_exit_in_an_emitted_handler_leaves_the_block_even_when_it_leaves_right_after_drain() -> None:
+    """``drain`` returns once the message is dead-lettered; leaving the block at once used to lose
+    the ``SystemExit`` (its supervisor was already stopping the handler)."""
+    ran: list[int] = []
+
+    async def stop_the_program(event: Ping) -> None:
+        ran.append(event.n)
+        raise SystemExit(3)
+
+    registry = MessageRegistry()
+    registry.register(stop_the_program)
+    with anyio.fail_after(LIMIT):
+        with pytest.raises(SystemExit) as raised:
+            async with BusTerminal(registry, shutdown_timeout=5) as terminal:
+                await terminal.bus.emit(Ping(1))
+                await terminal.drain()
+    assert raised.value.code == 3
+    assert ran == [1]
