@@ -15,7 +15,7 @@ import attrs
 from actors import ActorRef, MailboxSpec, Overflow, Redelivery, current_future_factory
 from bus._bus import EventBus
 from bus._dependencies import check_resolvable
-from bus._dispatch import Dispatcher, HandlerSlot
+from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
 from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event
 from bus._handler_actor import HandlerActor
@@ -156,7 +156,18 @@ class BusTerminal(Generic[E]):
 
     async def drain(self) -> None:
         """Return when every emitted message has been processed or dead-lettered, nested emits
-        included: every handler mailbox empty and no handler running."""
+        included: every handler mailbox empty and no handler running.
+
+        Called from inside a handler (or a task it started) it raises `BusError` at once: it would
+        wait for that handler, which waits for it."""
+        chain = CURRENT_CHAIN.get()
+        if chain:
+            msg = (
+                f"drain() called from inside handler {chain[-1].name!r}: drain waits until no "
+                "handler is running, this one included, so it would wait for itself. Drain "
+                "from outside the handlers, or publish (which waits for the handlers it reaches)"
+            )
+            raise BusError(msg)
         if self._dispatcher is None:
             return
         await self._dispatcher.drained()

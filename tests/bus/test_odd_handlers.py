@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import pytest
 
-from bus import BusTerminal, DeadLetter, Event, MessageRegistry
+from bus import BusError, BusTerminal, DeadLetter, Event, MessageRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -128,3 +129,32 @@ async def test_sys_exit_in_an_emitted_handler_leaves_the_block_even_when_it_leav
                 await terminal.drain()
     assert raised.value.code == 3
     assert ran == [1]
+
+
+async def test_drain_called_from_a_handler_raises_bus_error_instead_of_waiting_for_itself() -> None:
+    errors: list[str] = []
+    terminal = None
+
+    async def waits_for_everything(event: Ping) -> None:
+        assert terminal is not None
+        try:
+            await terminal.drain()
+        except BusError as exc:
+            errors.append(str(exc))
+
+    def sync_waits_for_everything(event: Ping) -> None:
+        assert terminal is not None
+        try:
+            anyio.from_thread.run(terminal.drain)
+        except BusError as exc:
+            errors.append(str(exc))
+
+    registry = MessageRegistry()
+    registry.register(waits_for_everything, sync_waits_for_everything)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Ping(1))
+            await terminal.drain()  # returns: the handlers were told at once
+            await terminal.bus.publish(Ping(2))
+    assert len(errors) == 4
+    assert all("drain() called from inside handler" in e for e in errors)
