@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -168,9 +169,16 @@ class BusTerminal(Generic[E]):
                 "from outside the handlers, or publish (which waits for the handlers it reaches)"
             )
             raise BusError(msg)
-        if self._dispatcher is None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
             return
-        await self._dispatcher.drained()
+        if threading.get_ident() != dispatcher.loop_thread:
+            msg = (
+                "terminal.drain was called from a thread that is not the terminal's event loop: "
+                "from a worker thread of that loop use anyio.from_thread.run(terminal.drain)"
+            )
+            raise BusError(msg)
+        await dispatcher.drained()
 
     def snapshot(self) -> TreeSnapshot:
         """The whole supervision tree with restart counts, mailbox depths and processed/failed counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,10 @@ def in_own_loop(make: Callable[[], Coroutine[Any, Any, None]]) -> BaseException 
     return None
 
 
+async def discard(call: Awaitable[object]) -> None:
+    await call
+
+
 async def test_every_bus_method_called_from_another_event_loop_raises_bus_error(tmp_path: Path) -> None:
     handled: list[int] = []
 
@@ -105,6 +109,8 @@ async def test_every_bus_method_called_from_another_event_loop_raises_bus_error(
             "emit": lambda: bus.emit(Ordered(2)),
             "sink": lambda: bus.sink(Ordered(3)),
             "emit_nowait": lambda: nowait(bus),
+            "sink_many": lambda: discard(bus.sink_many([Ordered(7)])),
+            "drain": terminal.drain,
         }
         for method, make in calls.items():
             error = await anyio.to_thread.run_sync(in_own_loop, make)
