@@ -2,7 +2,9 @@
 tasks (single events and batches), printing each event's number once ``sink``/``sink_many``
 returned for it (acknowledged), until it is killed: the kill -9 tests' victim.
 
-    python -m tests.bus.sinks.file_sinker sqlite|jsonl PATH START
+    python -m tests.bus.sinks.file_sinker sqlite|jsonl PATH START [asyncio|trio]
+
+It also emits each single event to a handler, so that a Ctrl-C finds messages queued.
 
 Each event ``n`` is sunk with the message id ``row-<n>``, so a resend is recognisable.
 """
@@ -21,9 +23,15 @@ from tests.strategies import SampleRow
 TASKS = 8
 
 
+async def handle(row: SampleRow) -> None:
+    await anyio.sleep(0.001)
+
+
 async def main(kind: str, path: str, start: int) -> None:
     sink = SQLiteSink(path) if kind == "sqlite" else JSONLinesSink(path)
-    async with BusTerminal(MessageRegistry(), sinks=[sink]) as terminal:
+    registry = MessageRegistry()
+    registry.register(handle)
+    async with BusTerminal(registry, sinks=[sink], shutdown_timeout=1.0) as terminal:
         bus = terminal.bus
 
         async def single(first: int) -> None:
@@ -31,6 +39,7 @@ async def main(kind: str, path: str, start: int) -> None:
             while True:
                 await bus.sink(SampleRow(n, "row"), message_id=f"row-{n}")
                 os.write(1, f"{n}\n".encode())
+                await bus.emit(SampleRow(n, "row"))
                 n += TASKS
 
         async def batches(first: int) -> None:
@@ -49,4 +58,5 @@ async def main(kind: str, path: str, start: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), backend="asyncio")
+    backend = sys.argv[4] if len(sys.argv) > 4 else "asyncio"
+    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), backend=backend)
