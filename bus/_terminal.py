@@ -122,6 +122,8 @@ class BusTerminal(Generic[E]):
         self._root: Supervisor | None = None
         self._last_root: Supervisor | None = None
         self._stack: AsyncExitStack | None = None
+        #: set while ``__aenter__`` runs: a second task entering meanwhile must be refused too
+        self._starting = False
 
     # -- the running terminal ---------------------------------------------------------------------
 
@@ -198,8 +200,19 @@ class BusTerminal(Generic[E]):
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._stack is not None:
-            raise BusError("this BusTerminal is already running")
+        if self._stack is not None or self._starting:
+            msg = (
+                "this BusTerminal is already running (or starting): one terminal serves one "
+                "`async with` block at a time; share its bus, or make another BusTerminal"
+            )
+            raise BusError(msg)
+        self._starting = True
+        try:
+            return await self._start()
+        finally:
+            self._starting = False
+
+    async def _start(self) -> Self:
         handlers, providers = merge_registries(*self._registries)
         check_resolvable(handlers, providers)
         # the bus's own notices (DeadLetter, ...) are deliverable whatever the event_base
