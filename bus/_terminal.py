@@ -259,6 +259,7 @@ class BusTerminal(Generic[E]):
                 ),
                 *self._children,
             )
+            start_error: BaseException | None = None
             try:
                 root = await stack.enter_async_context(
                     open_supervisor(
@@ -269,7 +270,10 @@ class BusTerminal(Generic[E]):
                     )
                 )
             except ChildStartError as exc:
-                raise _start_cause(exc) from None
+                start_error = _start_cause(exc)
+            if start_error is not None:
+                # raised outside the except block, so that it keeps its own __cause__/__context__
+                raise start_error
             stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
             watcher = dispatcher.on_handler_terminated
@@ -313,10 +317,13 @@ class BusTerminal(Generic[E]):
         # mailboxes in place, and stop feeding them before the handlers stop.
         root.dead_letters.subscribe(transport.on_dead_letter)
         spec = SupervisorSpec(transport.child_specs(dispatcher), intensity=None)
+        start_error: BaseException | None = None
         try:
             await root.start_child(ChildSpec("transport", spec, shutdown=INFINITY))
         except ChildStartError as exc:
-            raise _start_cause(exc) from None
+            start_error = _start_cause(exc)
+        if start_error is not None:
+            raise start_error  # as itself, with its own __cause__/__context__
         dispatcher.transport = transport
 
     async def _close(self, dispatcher: Dispatcher, root: Supervisor) -> None:

@@ -11,6 +11,7 @@ import anyio
 import anyio.from_thread
 import pytest
 
+from actors import ActorCrashedError
 from bus import BusError, BusTerminal, DeadLetter, Event, MessageRegistry
 
 pytestmark = pytest.mark.anyio
@@ -158,3 +159,21 @@ async def test_drain_called_from_a_handler_raises_bus_error_instead_of_waiting_f
             await terminal.bus.publish(Ping(2))
     assert len(errors) == 4
     assert all("drain() called from inside handler" in e for e in errors)
+
+
+async def test_a_provider_raising_generator_exit_fails_the_start_naming_the_handler() -> None:
+    def broken() -> Iterator[Conn]:
+        raise GeneratorExit
+        yield Conn()  # a generator provider that never gets to yield
+
+    async def uses(event: Ping, ctx: object, c: Conn) -> None: ...
+
+    registry = MessageRegistry()
+    registry.factory(broken)
+    registry.register(uses)
+    with anyio.fail_after(LIMIT):
+        # on asyncio it used to reach the starting task as itself and break the event loop
+        with pytest.raises(ActorCrashedError, match="uses") as caught:
+            async with BusTerminal(registry):
+                pytest.fail("the block must not run")
+    assert isinstance(caught.value.__cause__, GeneratorExit)

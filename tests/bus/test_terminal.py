@@ -298,3 +298,42 @@ async def test_a_terminal_entered_by_two_tasks_at_once_runs_once_and_refuses_the
         async with terminal:
             await terminal.bus.publish(TodoCreated("again", ""))
     assert seen[-1] == "again"
+
+
+async def test_a_start_error_raised_from_aenter_keeps_its_own_cause_and_context() -> None:
+    registry = MessageRegistry()
+
+    @registry.factory
+    def make_repo() -> Repo:
+        try:
+            raise KeyError("the driver's own error")
+        except KeyError as exc:
+            raise ProviderFailed("database is down") from exc
+
+    @registry.factory
+    def make_cache() -> Cache:
+        try:
+            raise OSError("first attempt")
+        except OSError:
+            raise ProviderFailed("cache is down") from None
+
+    @registry.register
+    async def needs_repo(event: TodoCreated, ctx: MessageContext, repo: Repo) -> None: ...
+
+    with anyio.fail_after(LIMIT), pytest.raises(ProviderFailed, match="^database is down$") as info:
+        async with BusTerminal(registry):
+            pytest.fail("the terminal must not start")
+    # the bus used to raise it "from None", wiping the provider's own chain
+    assert isinstance(info.value.__cause__, KeyError)
+
+    registry = MessageRegistry()
+    registry.factory(make_cache)
+
+    @registry.register
+    async def needs_cache(event: TodoCreated, ctx: MessageContext, cache: Cache) -> None: ...
+
+    with anyio.fail_after(LIMIT), pytest.raises(ProviderFailed, match="^cache is down$") as info:
+        async with BusTerminal(registry):
+            pytest.fail("the terminal must not start")
+    assert info.value.__cause__ is None
+    assert isinstance(info.value.__context__, OSError)  # kept, though not shown (from None)
