@@ -12,7 +12,7 @@ import anyio.from_thread
 import pytest
 
 from actors import ActorCrashedError
-from bus import BusError, BusTerminal, DeadLetter, Event, MessageRegistry
+from bus import BusError, BusTerminal, DeadLetter, Event, HandlerRestarted, MessageRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +177,30 @@ async def test_a_provider_raising_generator_exit_fails_the_start_naming_the_hand
             async with BusTerminal(registry):
                 pytest.fail("the block must not run")
     assert isinstance(caught.value.__cause__, GeneratorExit)
+
+
+async def test_a_handler_error_with_a_huge_text_gives_dead_letters_and_restart_notices_of_bounded_size() -> None:
+    letters: list[DeadLetter] = []
+    restarts: list[HandlerRestarted] = []
+
+    async def huge(event: Ping) -> None:
+        raise ValueError("x" * 5_000_000)
+
+    async def on_letter(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    async def on_restart(notice: HandlerRestarted) -> None:
+        restarts.append(notice)
+
+    registry = MessageRegistry()
+    registry.register(huge, retries=1, retry_backoff=0.0)
+    registry.register(on_letter, on_restart)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit(Ping(1))
+            await terminal.drain()
+    [letter] = letters
+    assert letter.error.startswith("ValueError: xxx")
+    assert len(letter.error) < 2100
+    assert restarts
+    assert all(len(notice.error) < 2100 for notice in restarts)
