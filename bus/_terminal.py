@@ -49,7 +49,15 @@ SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60
 @attrs.frozen
 class BusStatistics:
     """A snapshot of the bus's counters. ``sunk`` counts the events ``sink``/``sink_many``
-    acknowledged (stored by every configured sink), once per event whatever the number of sinks."""
+    acknowledged (stored by every configured sink), once per event whatever the number of sinks.
+
+    ``published`` and ``emitted`` count events, once per call's event (``emit_many`` counts each),
+    when the call gets past its checks: one refused at the call (a bad event or headers, a closed
+    bus, ``emit_nowait`` on a full mailbox) is not counted, while an ``emit`` cancelled as it
+    waited for room in a full mailbox is (it may have reached some of its handlers already).
+    ``unrouted`` counts those of them nobody subscribed to; ``in_flight`` the emitted deliveries
+    (one per subscribed handler) not yet processed or dead-lettered, what ``drain`` waits for;
+    ``dead_letters`` the deliveries dead-lettered, whatever the reason."""
 
     published: int
     emitted: int
