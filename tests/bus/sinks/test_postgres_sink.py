@@ -315,3 +315,14 @@ async def test_sink_callers_wait_out_a_server_restart_and_each_event_is_stored_o
     async with PostgresSink(postgres_server.dsn, table=table) as reader:
         rows = [event.row for event, _ in await reader.read()]  # type: ignore[attr-defined]
     assert sorted(rows) == list(range(80))
+
+
+def test_errors_of_the_server_or_connection_are_outages_and_an_items_refusal_is_not() -> None:
+    sink = PostgresSink("postgresql://postgres@127.0.0.1:5432/postgres")
+    assert sink.is_outage(ConnectionRefusedError())
+    assert sink.is_outage(asyncpg.exceptions.ConnectionDoesNotExistError("closed"))
+    assert sink.is_outage(asyncpg.exceptions.DiskFullError("no space"))
+    assert sink.is_outage(asyncpg.exceptions.AdminShutdownError("shutting down"))
+    assert sink.is_outage(asyncpg.InterfaceError("connection is closed"))
+    assert not sink.is_outage(asyncpg.exceptions.UniqueViolationError("dup"))
+    assert not sink.is_outage(asyncpg.exceptions.StringDataRightTruncationError("too long"))
