@@ -642,6 +642,10 @@ class Supervisor:
             return
         runnable = child.runnable
         idle = isinstance(runnable, ActorCell) and runnable.idle
+        if isinstance(runnable, ActorCell) and child.scope is None and not idle:
+            # woken from outside any task, its activation still to come (see activate): start
+            # it now, so that it is stopped like any running actor (does nothing if it ended)
+            runnable.activate()
         if child.state is not ChildState.RUNNING or (child.scope is None and not idle):
             return
         child.state = ChildState.STOPPING

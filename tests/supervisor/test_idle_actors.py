@@ -12,6 +12,7 @@ import tracemalloc
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import sniffio
 import trio
@@ -445,3 +446,20 @@ async def test_a_tell_from_outside_any_task_wakes_an_idle_actor() -> None:
             assert errors == []
             # and it is not wedged: the next message, from a task, is processed as well
             assert await ref.ask("two", timeout=10) == 2
+
+
+async def test_an_actor_woken_from_outside_any_task_just_before_the_tree_stops_is_stopped_in_order() -> None:
+    """Its activation may still be to come when the stop begins: it runs its ``on_stop`` all the
+    same, and the message that woke it is processed or dead-lettered, never dropped unseen."""
+    journal = Journal()
+    hub, letters = collect_dead_letters()
+    with anyio.fail_after(30):
+        async with open_supervisor(
+            [ChildSpec("t", lambda: Tally(journal))], linger=LINGER, dead_letters=hub
+        ) as root:
+            ref = root.ref("t")
+            call_outside_any_task(ref.tell_nowait, "one")
+            # the callback runs at the next turn of the loop, the stop request right after it
+            await anyio.lowlevel.checkpoint()
+    assert journal.of("stop") == ["t"]
+    assert journal.received["t"] == ["one"] or [letter.message for letter in letters] == ["one"]
