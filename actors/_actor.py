@@ -57,14 +57,19 @@ class DirectPath:
 
     - ``start(message)`` returns the awaitable that processes ``message`` (typically the user's own
       coroutine), or None to have ``receive`` process it as usual. It is asked only for a tell at its
-      first delivery attempt; asks and redeliveries always go to ``receive``.
+      first delivery attempt; redeliveries always go to ``receive``.
     - ``done(message)`` runs synchronously after that awaitable completed (per-message accounting).
-    - ``failed(message, error)`` runs when the awaitable raised ``error`` (any ``BaseException``,
-      a kill's cancellation included) and returns the exception to raise in its place (``error``
-      itself, or a new one that is raised ``from error``); the incarnation then crashes, or is
-      killed, exactly as if ``receive`` had raised it. An exception raised by ``start`` or
-      ``done`` themselves crashes the incarnation as well (``failed`` is not called for it; after
-      ``done`` the message already counts as processed and is not retried).
+    - ``ask(message)``, optional, is ``start`` for asks: the awaitable it returns replaces
+      ``receive(message)`` for the message of an ask (``Request.message``), and its result is the
+      reply; None sends that ask to ``receive``. ``done`` is not called for asks. Without it, asks
+      go to ``receive``.
+    - ``failed(message, error)`` runs when the awaitable (of ``start`` or ``ask``) raised ``error``
+      (any ``BaseException``, a kill's cancellation included) and returns the exception to raise in
+      its place (``error`` itself, or a new one that is raised ``from error``); the incarnation then
+      crashes, or is killed, exactly as if ``receive`` had raised it (an asker gets that exception).
+      An exception raised by ``start``, ``ask`` or ``done`` themselves crashes the incarnation as
+      well (``failed`` is not called for it; after ``done`` the message already counts as processed
+      and is not retried).
 
     Every per-message guarantee of ``receive`` holds: ``processed``/``failed`` counters, the crash
     handling (retry in place, dead letter), kill, stop requests, idling, FIFO order.
@@ -73,6 +78,7 @@ class DirectPath:
     start: Callable[[Any], Awaitable[Any] | None]
     done: Callable[[Any], None]
     failed: Callable[[Any, BaseException], BaseException]
+    ask: Callable[[Any], Awaitable[Any] | None] | None = None
 
 
 class Actor:

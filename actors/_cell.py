@@ -254,11 +254,12 @@ class ActorCell(Mailbox, ActorContext):
         if pause is not None and not pause.done():
             pause.set_result(None)
 
-    def terminate(self, error: BaseException | None = None) -> None:
-        """The actor stopped for good: close the mailbox and notify watchers (once)."""
+    def terminate(self, error: BaseException | None = None) -> Terminated | None:
+        """The actor stopped for good: close the mailbox and notify watchers (once). Returns the
+        notice the watchers got, or None when it had already stopped (nothing was notified)."""
         rare = self._rare_state()
         if rare.terminated is not None:
-            return
+            return None
         rare.terminated = notice = Terminated(self.name, error)
         pending, rare.redelivery = rare.redelivery, None
         if pending is not None:
@@ -268,6 +269,7 @@ class ActorCell(Mailbox, ActorContext):
         watchers, rare.watchers = rare.watchers or (), None
         for watcher in watchers:
             call_listener(watcher, notice, "watcher of actor %r raised; ignored", self.name)
+        return notice
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart of a stopped actor."""
@@ -432,7 +434,7 @@ class ActorCell(Mailbox, ActorContext):
         start: Callable[[Any], Awaitable[Any] | None] | None = (
             None if path is _NO_DIRECT_PATH else path.start
         )
-        done, failed = path.done, path.failed
+        done, failed, answer = path.done, path.failed, path.ask
         item: Any = None
         context = self  # the actor's context: ``attempt`` is read from it
         attempt = context.attempt = 1
@@ -474,6 +476,23 @@ class ActorCell(Mailbox, ActorContext):
                         item = None
                         self.processed += 1
                         continue
+                    if answer is not None:
+                        # an ask (never a redelivery: asks are not redelivered), the fast way
+                        work = answer(item.message)
+                        if work is not None:
+                            try:
+                                result = await work
+                            except BaseException as exc:
+                                error = failed(item.message, exc)
+                                if error is exc:
+                                    raise
+                                raise error from exc
+                            reply = item.reply
+                            item = None
+                            self.processed += 1
+                            if not reply.done():
+                                reply.set_result(result)
+                            continue
                 else:
                     # wait_nonempty() inlined (the queue is empty here): a round trip such as an ask
                     # parks once per message, and this saves a coroutine each time

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, Final
 
 import attrs
+import msgspec
 
 from actors._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from actors._errors import ActorStoppedError, MailboxFullError, RequestDroppedError
@@ -57,22 +59,24 @@ class _IdleQueue(deque[Any]):
     def appendleft(self, item: Any, /) -> None:
         raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_nowait")
 
+    def extend(self, items: Iterable[Any], /) -> None:
+        raise RuntimeError("an idle mailbox's queue takes no items: use Mailbox.put_many")
+
 
 IDLE_QUEUE: Final = _IdleQueue()
 #: what ``Mailbox.wait_nonempty`` returns when the linger sweep asked its task to leave
 RETIRE: Final = object()
 
 
-class Request:
+class Request(msgspec.Struct, eq=False):
     """An ``ask`` as it sits in a mailbox: the message and the ``OneShot`` its reply (or the actor's
     error) goes to. Put one in a mailbox to ask without ``ActorRef.ask``; the actor's ``receive`` gets
-    ``message`` and its return value completes ``reply``."""
+    ``message`` and its return value completes ``reply``. Compared by identity."""
 
-    __slots__ = ("message", "reply")
-
-    def __init__(self, message: Any, reply: OneShot) -> None:
-        self.message = message
-        self.reply = reply
+    # a Struct rather than a slots class: its constructor runs in C, and every ask and publish
+    # makes one (~0.1 us instead of ~0.24 us)
+    message: Any
+    reply: OneShot
 
 
 def fail_request(request: Request, error: BaseException) -> None:
@@ -89,11 +93,11 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_capacity",
         "_closed",
         "_overflow",
         "_receiver",
         "_senders",
+        "capacity",
         "dead_letters",
         "name",
         "new_future",
@@ -106,7 +110,8 @@ class Mailbox:
         self.name = name
         #: the messages, oldest first; ``IDLE_QUEUE`` (shared, empty) while the mailbox is idle
         self.queue: deque[Any] = deque()
-        self._capacity = spec.capacity
+        #: the bound (messages), None when unbounded; read-only
+        self.capacity = spec.capacity
         self._overflow = spec.overflow
         #: where rejected and dropped messages are reported
         self.dead_letters = dead_letters
@@ -128,7 +133,7 @@ class Mailbox:
 
     def has_room(self) -> bool:
         """True when a message can be queued now without applying the overflow policy."""
-        return self._capacity is None or len(self.queue) < self._capacity
+        return self.capacity is None or len(self.queue) < self.capacity
 
     def put_nowait(self, item: Any) -> None:
         """Queue ``item`` without waiting, applying the overflow policy when full."""
@@ -136,12 +141,60 @@ class Mailbox:
             self._reject(item)
             return
         queue = self.queue
-        if self._capacity is not None and len(queue) >= self._capacity and not self._overflowed(item):
+        if self.capacity is not None and len(queue) >= self.capacity and not self._overflowed(item):
             return
         if queue is IDLE_QUEUE:
             self._wake_idle().append(item)
             return
         queue.append(item)
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            if not receiver.done():
+                receiver.set_result(None)
+
+    def offer(self, item: Any) -> bool:
+        """Queue ``item`` if the mailbox has room now (True); else leave it out and return False.
+
+        ``has_room()`` then ``put_nowait()`` in one call, for a sender that waits (or applies the
+        overflow policy) itself when the mailbox is full. A closed mailbox takes the item as
+        ``put_nowait`` does (a dead letter, or a failed request) and returns True.
+        """
+        queue = self.queue
+        capacity = self.capacity
+        if capacity is not None and len(queue) >= capacity:
+            return False
+        if self._closed:
+            self._reject(item)
+        elif queue is IDLE_QUEUE:
+            self._wake_idle().append(item)
+        else:
+            queue.append(item)
+            receiver = self._receiver
+            if receiver is not None:
+                self._receiver = None
+                if not receiver.done():
+                    receiver.set_result(None)
+        return True
+
+    def put_many(self, items: list[Any]) -> None:
+        """``put_nowait`` each of ``items`` in order, with one wake-up of the receiver.
+
+        When they all fit (or the mailbox is unbounded) they are queued at once; otherwise each
+        goes through ``put_nowait`` in turn (the overflow policy applies per item, as it would).
+        """
+        queue = self.queue
+        capacity = self.capacity
+        if not items:
+            return
+        if self._closed or (capacity is not None and len(queue) + len(items) > capacity):
+            for item in items:
+                self.put_nowait(item)
+            return
+        if queue is IDLE_QUEUE:
+            self._wake_idle().extend(items)
+            return
+        queue.extend(items)
         receiver = self._receiver
         if receiver is not None:
             self._receiver = None
@@ -166,7 +219,7 @@ class Mailbox:
 
     async def put(self, item: Any) -> None:
         """Queue ``item``, waiting for room when the mailbox is full under backpressure."""
-        capacity = self._capacity
+        capacity = self.capacity
         if capacity is not None and self._overflow is Overflow.BACKPRESSURE:
             while len(self.queue) >= capacity and not self._closed:
                 waiter = self.new_future()
@@ -289,7 +342,7 @@ class Mailbox:
             self._drop(item)
             return False
         raise MailboxFullError(
-            f"mailbox of {self.name!r} is full ({self._capacity} messages, overflow={overflow.value})"
+            f"mailbox of {self.name!r} is full ({self.capacity} messages, overflow={overflow.value})"
         )
 
     def _drop(self, item: Any) -> None:

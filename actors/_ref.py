@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from actors._cell import ActorCell, ActorStatistics, Terminated
 
 
+#: the thread id the last ref was made with: the refs of one loop share one int object (32 B each
+#: otherwise, and a supervisor may hold 100,000 refs); a race between threads only costs that saving
+_last_thread: list[int] = [0]
+
+
+def _shared_thread_id() -> int:
+    ident = threading.get_ident()
+    last = _last_thread[0]
+    if ident == last:
+        return last
+    _last_thread[0] = ident
+    return ident
+
+
 @final
 class ActorRef:
     """Send messages to an actor. Stable across restarts: the mailbox belongs to the actor's identity."""
@@ -24,7 +38,7 @@ class ActorRef:
     def __init__(self, cell: ActorCell) -> None:
         self._cell = cell
         #: the actor's event loop thread: refs are made there, and only work there
-        self._thread = threading.get_ident()
+        self._thread = _shared_thread_id()
 
     def _check_thread(self, method: str) -> None:
         if threading.get_ident() != self._thread:
@@ -74,9 +88,12 @@ class ActorRef:
         ``ActorStoppedError`` at once.
         """
         self._check_thread("ask")
-        reply = self._cell.new_future()
+        cell = self._cell
+        reply = cell.new_future()
         if timeout is None:
-            await self._cell.put(Request(message, reply))
+            request = Request(message, reply)
+            if not cell.offer(request):  # full: wait for room (one coroutine less when there is)
+                await cell.put(request)
             return await reply
         # the timeout covers waiting for room in a full mailbox too
         with anyio.fail_after(timeout):

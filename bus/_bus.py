@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import groupby, repeat
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 import anyio
 
@@ -18,7 +19,7 @@ from actors import (
 )
 from bus import _events
 from bus._codec import JSON
-from bus._dispatch import CURRENT_CHAIN, HandlerSlot, Route, must_run_inline
+from bus._dispatch import CURRENT_CHAIN, Bounded, HandlerSlot, Route, must_run_inline
 from bus._errors import (
     BusClosedError,
     BusError,
@@ -95,26 +96,33 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting; the stamp is built inline (see bus._events.Stamp)
-        context = (
-            (next(_events._counter), _now_ns(), self._context)
-            if headers is None
-            else self._new_context(headers)
-        )
+        context: MessageContext | Stamp | None
+        if headers is not None:
+            context = self._new_context(headers)
+        elif route.bare:
+            context = None  # only handlers that take the event alone: none can read a context
+        else:
+            context = (next(_events._counter), _now_ns(), self._context)
         dispatcher.published += 1
         chain = CURRENT_CHAIN.get()
         if chain:
-            await self._publish_nested(route.slots, event, context, chain)
+            await self._publish_nested(route, event, context, chain)
             return
-        payload = (event, context, None)
+        # handlers that take the event alone get it bare (their actor awaits handler(event) as is)
+        payload = event if route.bare else (event, context, None)
         new_future = dispatcher.new_future
+        mask = route.bare_mask  # nonzero only for a route that mixes the two kinds
         for slot in route.slots:
-            request = Request(payload, new_future())
+            if mask:
+                request = Request(event if mask & 1 else payload, new_future())
+                mask >>= 1
+            else:
+                request = Request(payload, new_future())
             mailbox = slot.mailbox
-            if mailbox is None or not mailbox.has_room():
+            if mailbox is None or not mailbox.offer(request):
                 await _ask(slot, request)
                 continue
             # _ask inlined for the common case (room in the mailbox): one coroutine layer less
-            mailbox.put_nowait(request)
             try:
                 await request.reply
             except BaseException as exc:
@@ -123,16 +131,18 @@ class EventBus(BusHandle, Generic[E]):
 
     async def _publish_nested(
         self,
-        slots: tuple[HandlerSlot, ...],
+        route: Route,
         event: Event,
-        context: MessageContext | Stamp,
+        context: MessageContext | Stamp | None,
         chain: tuple[HandlerSlot, ...],
     ) -> None:
         """``publish`` from inside a handler: a handler that is busy up this task's stack, or blocked
         (directly or through others) on a handler that is, runs inline here instead of deadlocking."""
+        if context is None:  # a bare publish (see publish): stamped all the same, off the hot path
+            context = (next(_events._counter), _now_ns(), self._context)
         payload = (event, context, None)
         waiter = chain[0]
-        for slot in slots:
+        for index, slot in enumerate(route.slots):
             if must_run_inline(slot, chain):
                 actor = slot.actor
                 if actor is not None:
@@ -144,7 +154,9 @@ class EventBus(BusHandle, Generic[E]):
                     continue
             waiter.waiting_on = slot
             try:
-                await _ask(slot, Request(payload, self._dispatcher.new_future()))
+                bare = route.bare or route.bare_mask >> index & 1  # as in publish
+                request = Request(event if bare else payload, self._dispatcher.new_future())
+                await _ask(slot, request)
             finally:
                 waiter.waiting_on = None
 
@@ -177,8 +189,8 @@ class EventBus(BusHandle, Generic[E]):
         else:
             delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
-        for guarded, capacity in route.room_checks:
-            if len(guarded.queue) >= capacity:
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
                 break
         else:
             # every mailbox has room (or drops rather than refuses): nothing here waits or raises
@@ -208,30 +220,56 @@ class EventBus(BusHandle, Generic[E]):
         dispatcher.emitted += len(batch)
         transport = dispatcher.transport
         parent = self._context
-        counter = _events._counter  # deliveries built inline (bus._events.Stamp): the hot loop
-        for event, route in zip(batch, routes, strict=True):
-            if transport is not None and transport.carries(event):
-                await transport.emit(event, self._new_context(headers))
-                continue
+        start = 0
+        # runs of consecutive events of one type (one route), queued a run at a time: order per
+        # handler is the batch's, as if each event were emitted in turn
+        for route, group in groupby(routes):
+            end = start + len(list(group))
+            run = batch[start:end]
+            start = end
             mailboxes = route.mailboxes
-            if not mailboxes:
-                dispatcher.unrouted += 1
-                continue
-            if headers is None:
-                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
-            else:
-                delivery = (event, self._new_context(headers))
-            for guarded, capacity in route.room_checks:
-                if len(guarded.queue) >= capacity:
-                    await self._emit_waiting(route, delivery)
-                    break
-            else:
-                dispatcher.pending += len(mailboxes)
-                for mailbox in mailboxes:
-                    mailbox.put_nowait(delivery)
+            room = 0
+            if transport is None and headers is None and mailboxes:
+                room = len(run)
+                for guarded in route.room_checks:
+                    room = min(room, guarded.capacity - len(guarded.queue))
+                if room > 0:
+                    # the events that fit now: each its own message, queued together
+                    deliveries = _stamped(run if room == len(run) else run[:room], parent)
+                    dispatcher.pending += len(mailboxes) * len(deliveries)
+                    for mailbox in mailboxes:
+                        mailbox.put_many(deliveries)
+                    if room == len(run):
+                        continue
+            for event in run[max(room, 0) :]:
+                await self._emit_one(event, route, headers)
         # let the handlers run before the caller queues its next batch: their mailboxes stay short
         # (and warm in the cache); shielded, so a batch that was queued is never reported cancelled
         await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _emit_one(self, event: E, route: Route, headers: Mapping[str, str] | None) -> None:
+        """One event of ``emit_many`` that did not go with its run (a transport, headers, or no room
+        in a mailbox): exactly what ``emit`` does with it, after the call's checks and counts."""
+        dispatcher = self._dispatcher
+        transport = dispatcher.transport
+        if transport is not None and transport.carries(event):
+            await transport.emit(event, self._new_context(headers))
+            return
+        mailboxes = route.mailboxes
+        if not mailboxes:
+            dispatcher.unrouted += 1
+            return
+        if headers is None:
+            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+        else:
+            delivery = (event, self._new_context(headers))
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
+                await self._emit_waiting(route, delivery)
+                return
+        dispatcher.pending += len(mailboxes)
+        for mailbox in mailboxes:
+            mailbox.put_nowait(delivery)
 
     def _routes_of(self, events: Iterable[E]) -> tuple[Sequence[E], list[Route]]:
         """The events of a batch call, with their routes: raises before anything is queued."""
@@ -240,9 +278,11 @@ class EventBus(BusHandle, Generic[E]):
         route = dispatcher.route
         if dispatcher.closed:
             return batch, [route(event) for event in batch]
-        # the cached route of each type, else route() (which raises for a non-event)
-        cached = dispatcher.routes.get
-        return batch, [cached(type(event)) or route(event) for event in batch]
+        # the cached route of each type (looked up in C), else route() (which raises for a non-event)
+        routes: list[Route | None] = list(map(dispatcher.routes.get, map(type, batch)))
+        if None in routes:
+            routes = [found or route(event) for found, event in zip(routes, batch, strict=True)]
+        return batch, routes  # type: ignore[return-value]  # no None left
 
     async def _emit_waiting(self, route: Route, delivery: tuple[Any, ...]) -> None:
         """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
@@ -287,8 +327,8 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.emitted += 1
             transport.emit_nowait(event, context)
             return
-        for guarded, capacity in route.room_checks:
-            if len(guarded.queue) >= capacity:
+        for guarded in route.room_checks:
+            if len(guarded.queue) >= guarded.capacity:
                 full = route.first_full()
                 assert full is not None
                 raise MailboxFullError(f"mailbox of handler {full.name!r} is full")
@@ -331,37 +371,62 @@ class EventBus(BusHandle, Generic[E]):
         if headers is not None:
             check_headers(headers)  # refused before anything is queued or counted
         transport = dispatcher.transport
-        added: dict[Mailbox, int] = {}
-        for event, route in zip(batch, routes, strict=True):
-            if not route.room_checks or (transport is not None and transport.carries(event)):
+        # runs of consecutive events of one route, as in emit_many
+        runs = [(route, len(list(group))) for route, group in groupby(routes)]
+        added: dict[Bounded, int] = {}
+        start = 0
+        for route, count in runs:
+            first, start = start, start + count
+            room_checks = route.room_checks
+            if not room_checks:
                 continue
-            for guarded, capacity in route.room_checks:
-                count = added.get(guarded, 0) + 1
-                if len(guarded.queue) + count > capacity:
-                    name = next(slot.name for slot, mailbox in route.guarded if mailbox is guarded)
+            taken = count
+            if transport is not None:
+                # a transport carries some events elsewhere: only the others take room here
+                taken = sum(1 for event in batch[first:start] if not transport.carries(event))
+            for guarded in room_checks:
+                total = added.get(guarded, 0) + taken
+                if len(guarded.queue) + total > guarded.capacity:
+                    name = next(
+                        slot.name for slot, mailbox in route.guarded if cast(object, mailbox) is guarded
+                    )
                     raise MailboxFullError(
                         f"mailbox of handler {name!r} has no room for the {len(batch)} events"
                     )
-                added[guarded] = count
+                added[guarded] = total
         dispatcher.emitted += len(batch)
         parent = self._context
-        counter = _events._counter
-        for event, route in zip(batch, routes, strict=True):
-            if transport is not None and transport.carries(event):
-                transport.emit_nowait(event, self._new_context(headers))
-                continue
+        start = 0
+        for route, count in runs:
+            end = start + count
+            run = batch[start:end]
+            start = end
             mailboxes = route.mailboxes
-            if not mailboxes:
-                dispatcher.unrouted += 1
+            if not mailboxes and transport is None:
+                dispatcher.unrouted += len(run)
                 continue
-            if headers is None:  # the delivery is built inline (see bus._events.Stamp), as in emit_many
-                delivery: tuple[Any, ...] = (event, next(counter), _now_ns(), parent)
-            else:
-                delivery = (event, self._new_context(headers))
-            # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
-            dispatcher.pending += len(mailboxes)
-            for mailbox in mailboxes:
-                mailbox.put_nowait(delivery)
+            if transport is None and headers is None:
+                # the batch fits (or the mailboxes drop rather than refuse), so none of these raises
+                deliveries = _stamped(run, parent)
+                dispatcher.pending += len(mailboxes) * len(deliveries)
+                for mailbox in mailboxes:
+                    mailbox.put_many(deliveries)
+                continue
+            for event in run:
+                if transport is not None and transport.carries(event):
+                    transport.emit_nowait(event, self._new_context(headers))
+                    continue
+                if not mailboxes:
+                    dispatcher.unrouted += 1
+                    continue
+                delivery = (
+                    (event, next(_events._counter), _now_ns(), parent)
+                    if headers is None
+                    else (event, self._new_context(headers))
+                )
+                dispatcher.pending += len(mailboxes)
+                for mailbox in mailboxes:
+                    mailbox.put_nowait(delivery)
 
     def _emit_from_thread(self, event: E, headers: Mapping[str, str] | None) -> None:
         self._from_thread("emit_nowait", functools.partial(self.emit_nowait, event, headers=headers))
@@ -484,14 +549,18 @@ class EventBus(BusHandle, Generic[E]):
         return f"<EventBus context={self._context!r}>"
 
 
+def _stamped(events: Sequence[Any], parent: MessageContext | None) -> list[tuple[Any, ...]]:
+    """The local deliveries of ``events``, each its own message: ``(event, sequence, time_ns,
+    parent)`` as ``emit`` builds it (bus._events.Stamp), drawn in order, built in C."""
+    return list(zip(events, _events._counter, iter(_now_ns, None), repeat(parent)))
+
+
 async def _ask(slot: HandlerSlot, request: Request) -> None:
     """Send a publish request to ``slot``'s actor and await its completion."""
     mailbox = slot.mailbox
     assert mailbox is not None
     try:
-        if mailbox.has_room():
-            mailbox.put_nowait(request)
-        else:
+        if not mailbox.offer(request):
             await mailbox.put(request)
     except ActorMailboxFullError as exc:
         raise MailboxFullError(str(exc)) from None

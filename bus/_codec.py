@@ -179,6 +179,15 @@ class Codec:
         if plan is None:
             if not (isinstance(cls, type) and issubclass(cls, Event)):
                 msg = f"expected an Event, got an instance of {cls!r}"
+                if isinstance(cls, type) and issubclass(cls, msgspec.Struct):
+                    # a Lihil-style event (a plain Struct): the bus delivers it, but has no
+                    # stable type name to store or send it under
+                    msg = (
+                        f"{msg}: events that are stored or sent to other processes derive from "
+                        f"bus.Event, which names each class on the wire (class "
+                        f"{cls.__qualname__}(bus.Event): ...); a plain msgspec.Struct event is "
+                        "delivered in this process only"
+                    )
                 raise TypeError(msg)
             nested = {
                 info.name: classes

@@ -3,10 +3,11 @@ runtime's dead letters into ``DeadLetter`` events."""
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import attrs
@@ -35,10 +36,10 @@ from bus._events import (
     delivery_context,
     describe_error,
 )
-from bus._handlers import RegisteredHandler
+from bus._handlers import RegisteredHandler, code_target
 from bus._log import logger, notices_logger
 from bus._policy import HandlerPolicy
-from bus._restarts import CrashLoop
+from bus._restarts import CrashLoop, CrashRecord
 from bus._sink_actor import SinkSlot
 
 if TYPE_CHECKING:
@@ -73,35 +74,25 @@ class Emitter(Protocol):
     def emit_nowait(self, event: Any, *, headers: Mapping[str, str] | None = None) -> None: ...
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, weakref_slot=False)
 class HandlerSlot(CrashLoop):
     """Everything the bus keeps about one handler across its actor's incarnations.
 
     Called, it makes the handler's next incarnation: the slot is its child spec's actor factory;
     it also counts the handler's crash loop (one object per handler fewer each, where 10,000
-    handlers may sit idle)."""
+    handlers may sit idle; its crash bookkeeping is made at the first crash, see ``CrashLoop``)."""
 
     registered: RegisteredHandler
     dispatcher: Dispatcher
-    #: the actor class a call makes (set by the terminal: the bus's ``HandlerActor``)
-    actor_type: Callable[[HandlerSlot], Actor] | None = None
     ref: ActorRef | None = None
     mailbox: Mailbox | None = None
     #: the running incarnation, for re-entrant publishes
     actor: InlineHandler | None = None
     #: the handler slot this handler's task is blocked on in a publish (wait-for graph)
     waiting_on: HandlerSlot | None = None
-    last_error: BaseException | None = None
-    #: deliveries dead-lettered by a crash, kept in drain()'s count until the restart that follows
-    held: int = 0
-    #: the crash loop's state (see ``CrashLoop``)
-    streak: int = 0
-    processed_mark: int = 0
-    started_at: float | None = None
-    #: why the handler stopped for good (its crash loop), once it did
-    stop_reason: str | None = None
-    #: the last crash happened on a notice (it is then not announced with another notice)
-    crashed_on_notice: bool = False
+    #: crash-loop state, start time, last error, held deliveries, stop reason: made at the first
+    #: crash
+    crash: CrashRecord | None = None
 
     @property
     def name(self) -> str:
@@ -113,15 +104,16 @@ class HandlerSlot(CrashLoop):
         return self.registered.policy
 
     def __call__(self) -> Actor:
-        assert self.actor_type is not None, "the terminal sets the actor type before starting"
-        return self.actor_type(self)
+        actor_type = self.dispatcher.actor_type
+        assert actor_type is not None, "the terminal sets the actor type before starting"
+        return actor_type(self)
 
     def processed(self) -> int:
         """How many messages the handler's actor processed, over all its incarnations."""
         return 0 if self.ref is None else self.ref.statistics().processed
 
     def on_terminated(self, notice: Terminated) -> None:
-        """Watcher of the handler's actor: it stopped for good; say why with ``HandlerStopped``."""
+        """The handler's actor stopped for good; say why with ``HandlerStopped``."""
         dispatcher = self.dispatcher
         dispatcher.release(self)  # no restart will follow: drain() must not wait for one
         if dispatcher.closed:
@@ -147,24 +139,48 @@ class HandlerSlot(CrashLoop):
         )
 
 
+class Bounded(Protocol):
+    """A bounded mailbox, as the emit hot path reads it: its queue and its (int) capacity."""
+
+    @property
+    def queue(self) -> Sized: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+def takes_event_only(registered: RegisteredHandler) -> bool:
+    """Whether the handler is an ``async def handler(event)``: it can read no message context, so
+    a publish to it sends the bare event (see ``Route.bare``)."""
+    spec = registered.spec
+    return spec.is_async and not spec.params and inspect.iscoroutinefunction(code_target(spec.func))
+
+
 class Route:
     """Where events of one type go: the subscribed handlers in registration order, their mailboxes,
     and those whose bounded mailbox could refuse an ``emit_nowait`` (checked before queueing any)."""
 
-    __slots__ = ("mailboxes", "room_checks", "slots")
+    __slots__ = ("bare", "bare_mask", "mailboxes", "room_checks", "slots")
 
     def __init__(self, slots: tuple[HandlerSlot, ...]) -> None:
         self.slots = slots
+        mask = sum(1 << i for i, slot in enumerate(slots) if takes_event_only(slot.registered))
+        #: every handler takes the event alone: a publish sends each the bare event, with no
+        #: context to build (none could read it; an emit still stamps each message, for its dead
+        #: letter)
+        self.bare = mask == (1 << len(slots)) - 1
+        #: for a route that mixes such handlers with others, bit i is set when ``slots[i]`` takes
+        #: the event alone (a publish sends it the bare event, the others the full payload); else 0
+        self.bare_mask = 0 if self.bare else mask
         mailboxes = []
         for slot in slots:
             assert slot.mailbox is not None, "routes are built while the terminal runs"
             mailboxes.append(slot.mailbox)
         self.mailboxes = tuple(mailboxes)
-        #: (mailbox, capacity) of each guarded mailbox: the emit hot path checks room inline (read
-        #: ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
-        self.room_checks = tuple(
-            (mailbox, slot.registered.policy.mailbox_capacity or 0)
-            for slot, mailbox in self.guarded
+        #: each guarded mailbox (its ``capacity`` is an int): the emit hot path checks room inline
+        #: (read ``mailbox.queue`` each time: an idle mailbox swaps its deque for a shared empty one)
+        self.room_checks: tuple[Bounded, ...] = tuple(
+            cast("Bounded", mailbox) for _, mailbox in self.guarded
         )
 
     @property
@@ -213,6 +229,8 @@ class Dispatcher:
         new_future: FutureFactory,
         sync_limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
+        #: the actor class a handler slot makes (set by the terminal: the bus's ``HandlerActor``)
+        self.actor_type: Callable[[HandlerSlot], Actor] | None = None
         self.slots = tuple(HandlerSlot(h, self) for h in handlers)
         self._slots_by_name = {slot.name: slot for slot in self.slots}
         #: the event loop's thread: emit_nowait from another (a sync handler's worker) hops over
@@ -238,6 +256,10 @@ class Dispatcher:
         self.dead_letters = 0
         self.sunk = 0
 
+    def slot_named(self, name: str) -> HandlerSlot:
+        """The slot of the handler named ``name`` (its child id under the handlers supervisor)."""
+        return self._slots_by_name[name]
+
     def route(self, event: object) -> Route:
         """The route of ``event``'s type; raises TypeError for a non-event, BusClosedError when closed."""
         if self.closed:
@@ -257,8 +279,11 @@ class Dispatcher:
                     f"expected an instance of {bases}, got the class {name} itself: "
                     f"pass an instance, {name}(...)"
                 )
+            hint = ""
+            if isinstance(event, (list, tuple)):
+                hint = " (for several events at once, use emit_many / emit_many_nowait / sink_many)"
             raise TypeError(
-                f"expected an instance of {bases}, got an instance of {event_type.__qualname__}"
+                f"expected an instance of {bases}, got an instance of {event_type.__qualname__}{hint}"
             )
         # issubclass walks the MRO, so handlers of a base class get subclasses defined after
         # registration; a handler subscribed through several bases is still listed once
@@ -346,7 +371,7 @@ class Dispatcher:
             self.unrouted += 1
 
     def on_handler_terminated(self, notice: Terminated) -> None:
-        """Watcher of every handler's actor (one bound method for all of them, not one each)."""
+        """The handlers supervisor's ``on_child_stopped``: a handler's actor stopped for good."""
         slot = self._slots_by_name.get(notice.name)
         if slot is not None:
             slot.on_terminated(notice)

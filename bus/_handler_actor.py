@@ -27,7 +27,7 @@ from bus._events import (
     delivery_context,
     describe_error,
 )
-from bus._handlers import code_target
+from bus._handlers import HandlerSpec, code_target
 from bus._log import handlers_logger
 
 #: the dependencies of a handler that has none: one shared, read-only mapping
@@ -38,30 +38,25 @@ class HandlerActor(Actor):
     """Calls its handler for each delivery ``(event, context)`` (emit) or ``(event, context, None)``
     (publish). Dependencies live as long as the incarnation: a restart gets fresh ones."""
 
-    __slots__ = (
-        "_bare",
-        "_deps",
-        "_dispatcher",
-        "_func",
-        "_needs_bus",
-        "_plain",
-        "_slot",
-        "_spec",
-        "_stack",
-        "_with_context",
-    )
+    __slots__ = ("_bare", "_dispatcher", "_func", "_plain", "_slot", "_with_context")
+
+    # A handler without dependencies or a bus parameter (most of them) keeps no slots for these:
+    # the class answers (an idle incarnation is 32 B smaller); ``_ResourcedHandlerActor`` has them.
+    _deps: Mapping[str, object] = _NO_DEPS
+    _stack: AsyncExitStack | None = None
+    _needs_bus: bool = False
+
+    def __new__(cls, slot: HandlerSlot) -> HandlerActor:
+        kind = cls
+        if cls is HandlerActor and any(p.kind in _RESOURCES for p in slot.registered.spec.params):
+            kind = _ResourcedHandlerActor
+        return super().__new__(kind)
 
     def __init__(self, slot: HandlerSlot) -> None:
         self._slot = slot
         self._dispatcher = slot.dispatcher
         spec = slot.registered.spec
         self._func: Any = spec.func
-        self._spec = spec
-        self._deps: Mapping[str, object] = _NO_DEPS
-        # only handlers with dependencies need a stack (an idle one costs ~1 KB)
-        self._stack = (
-            AsyncExitStack() if any(p.kind == "dependency" for p in spec.params) else None
-        )
         # the common shapes skip building kwargs: (event) or (event, ctx), an `async def` itself
         # (not a wrapper whose result must be checked for an awaitable)
         self._with_context = spec.takes_context
@@ -72,7 +67,14 @@ class HandlerActor(Actor):
         )
         #: plain and without a context: the emit fast path of ``receive``
         self._bare = self._plain and not self._with_context
-        self._needs_bus = any(p.kind == "bus" for p in spec.params)
+
+    @property
+    def _spec(self) -> HandlerSpec:
+        return self._slot.registered.spec
+
+    async def _open_dependencies(self) -> None:
+        raise NotImplementedError  # only a handler with dependencies has a stack
+
 
     async def on_start(self) -> None:
         slot = self._slot
@@ -81,15 +83,7 @@ class HandlerActor(Actor):
             self._give_up()
             return
         if self._stack is not None:
-            bus: EventBus[Event] = EventBus(self._dispatcher)
-            try:
-                self._deps = await open_dependencies(
-                    self._spec, self._dispatcher.providers, self._stack, bus
-                )
-            except BaseException as exc:
-                slot.last_error = exc
-                await self._stack.aclose()
-                raise
+            await self._open_dependencies()
         slot.started()
         slot.actor = self
         if incarnation > 1:
@@ -104,17 +98,24 @@ class HandlerActor(Actor):
         CURRENT_CHAIN.set((self._slot,))
 
     def direct(self) -> DirectPath | None:
-        # a local emit ``(event, *stamp)`` to an ``async def handler(event)`` or ``(event, ctx)``:
-        # the actor loop awaits the user's coroutine itself (one coroutine layer, not two)
+        # a local emit ``(event, *stamp)`` or a publish to an ``async def handler(event)`` or
+        # ``(event, ctx)``: the actor loop awaits the user's coroutine itself (one coroutine
+        # layer, not two)
         if not self._plain:
             return None
         func = self._func
         start: Callable[[Any], Awaitable[Any] | None]
+        ask: Callable[[Any], Awaitable[Any] | None]
         if self._with_context:
 
             def start(message: Any) -> Awaitable[Any] | None:
                 if len(message) == 4:
                     return func(message[0], delivery_context(message))  # type: ignore[no-any-return]
+                return None
+
+            def ask(message: Any) -> Awaitable[Any] | None:
+                if len(message) == 3:  # published: (event, context or stamp, None)
+                    return func(message[0], context_of(message[1]))  # type: ignore[no-any-return]
                 return None
 
         else:
@@ -124,6 +125,9 @@ class HandlerActor(Actor):
                     return func(message[0])  # type: ignore[no-any-return]
                 return None
 
+            # a publish sends such a handler the bare event (``Route.bare``): the loop calls it as is
+            ask = func
+
         dispatcher = self._dispatcher
 
         def done(message: Any) -> None:
@@ -132,15 +136,17 @@ class HandlerActor(Actor):
             if dispatcher.pending <= 0 and dispatcher.drain_waiters:
                 dispatcher.wake_drainers()
 
-        return DirectPath(start, done, self._direct_failed)
+        return DirectPath(start, done, self._direct_failed, ask)
 
     def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
+        # an emitted delivery (a tuple), or a publish's payload: a tuple, or the bare event
+        event = message[0] if type(message) is tuple else message
         if isinstance(error, Exception):
-            self._failed(error, message[0])
+            self._failed(error, event)
         elif isinstance(error, asyncio.CancelledError) and _foreign(error):
-            return self._cancelled(message[0])
+            return self._cancelled(event)
         elif isinstance(error, GeneratorExit):
-            return self._generator_exit(message[0])
+            return self._generator_exit(event)
         return error
 
     def _announce_restart(self, restarts: int) -> None:
@@ -325,7 +331,6 @@ class HandlerActor(Actor):
         self._failed(error, event)
         return error
 
-
     def _generator_exit(self, event: Event) -> RuntimeError:
         """A ``GeneratorExit`` left the handler: an ordinary crash of this one handler, raised as a
         ``RuntimeError`` (its ``__cause__`` is the ``GeneratorExit``), as Python itself turns a
@@ -341,6 +346,36 @@ class HandlerActor(Actor):
         )
         self._failed(error, event)
         return error
+
+
+class _ResourcedHandlerActor(HandlerActor):
+    """A handler with dependencies (built per incarnation, torn down by its stack) or a bus
+    parameter."""
+
+    __slots__ = ("_deps", "_needs_bus", "_stack")
+
+    def __init__(self, slot: HandlerSlot) -> None:
+        super().__init__(slot)
+        params = slot.registered.spec.params
+        self._deps = _NO_DEPS
+        # only handlers with dependencies need a stack (an idle one costs ~1 KB)
+        self._stack = AsyncExitStack() if any(p.kind == "dependency" for p in params) else None
+        self._needs_bus = any(p.kind == "bus" for p in params)
+
+    async def _open_dependencies(self) -> None:
+        stack = self._stack
+        assert stack is not None
+        bus: EventBus[Event] = EventBus(self._dispatcher)
+        try:
+            self._deps = await open_dependencies(self._spec, self._dispatcher.providers, stack, bus)
+        except BaseException as exc:
+            self._slot.last_error = exc
+            await stack.aclose()
+            raise
+
+
+#: the parameter kinds that need ``_ResourcedHandlerActor``
+_RESOURCES = frozenset({"dependency", "bus"})
 
 
 def _foreign(exc: asyncio.CancelledError) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import attrs
+import msgspec
 
 from bus._errors import RegistrationError
 from bus._events import Event, MessageContext
@@ -127,7 +128,9 @@ class RegisteredHandler:
         return self.spec.name
 
 
-def parse_handler(func: Callable[..., object], event_base: type[Event] = Event) -> HandlerSpec:
+def parse_handler(
+    func: Callable[..., object], event_base: type[msgspec.Struct] = Event
+) -> HandlerSpec:
     """Check ``func``'s signature and describe it; raise `RegistrationError` naming what is wrong.
 
     Accepts functions (``async def`` or ``def``), bound methods, ``functools.partial`` objects and
@@ -269,7 +272,7 @@ def _notice_events() -> tuple[type[Event], ...]:
 
 
 def _subscriptions(
-    annotation: Any, event_base: type[Event], label: str, param_name: str
+    annotation: Any, event_base: type[msgspec.Struct], label: str, param_name: str
 ) -> tuple[type[Event], ...]:
     annotation = unwrap_annotated(annotation)
     members = get_args(annotation) if is_union(annotation) else (annotation,)

@@ -7,6 +7,8 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, Unpack, overload
 
+import msgspec
+
 from bus._dependencies import ProviderSpec, parse_provider
 from bus._errors import RegistrationError
 from bus._events import Event
@@ -15,7 +17,7 @@ from bus._policy import HandlerPolicy, PolicyOptions, policy_fields
 
 F = TypeVar("F", bound=Callable[..., object])
 P = TypeVar("P", bound=Callable[..., object])
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound=msgspec.Struct)
 
 
 class MessageRegistry(Generic[E]):
@@ -40,10 +42,15 @@ class MessageRegistry(Generic[E]):
     @overload
     def __init__(self, event_base: type[E]) -> None: ...
 
-    def __init__(self, event_base: type[Event] = Event) -> None:
-        """A registry whose handlers subscribe to subclasses of ``event_base``."""
-        if not (isinstance(event_base, type) and issubclass(event_base, Event)):
-            msg = f"event_base must be Event or a subclass of it, got {event_base!r}"
+    def __init__(self, event_base: type[msgspec.Struct] = Event) -> None:
+        """A registry whose handlers subscribe to subclasses of ``event_base``: `Event` or a
+        subclass of it, or (as in Lihil) any `msgspec.Struct` subclass, whose events the bus
+        delivers in this process only (see `Event` for what storing and transports need)."""
+        if not (isinstance(event_base, type) and issubclass(event_base, msgspec.Struct)):
+            msg = (
+                f"event_base must be a class derived from bus.Event (or from msgspec.Struct), "
+                f"got {event_base!r}"
+            )
             raise RegistrationError(msg)
         self._event_base = event_base
         self._handlers: dict[str, RegisteredHandler] = {}

@@ -262,7 +262,12 @@ class BusTerminal(Generic[E]):
                 ),
                 ChildSpec(
                     "handlers",
-                    SupervisorSpec(self._handler_specs(dispatcher), intensity=None),
+                    SupervisorSpec(
+                        self._handler_specs(dispatcher),
+                        intensity=None,
+                        # one callback for every handler that stops for good, not a watch each
+                        on_child_stopped=dispatcher.on_handler_terminated,
+                    ),
                     shutdown=INFINITY,
                 ),
                 *self._children,
@@ -284,11 +289,9 @@ class BusTerminal(Generic[E]):
                 raise start_error
             stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
-            watcher = dispatcher.on_handler_terminated
             for slot in dispatcher.slots:
                 slot.ref = handlers_sup.ref(slot.name)
                 slot.mailbox = slot.ref._mailbox
-                slot.ref.watch(watcher)
             sinks_sup = root.supervisor("sinks")
             for sink_slot in dispatcher.sinks:
                 sink_slot.ref = sinks_sup.ref(sink_slot.name)
@@ -369,18 +372,26 @@ class BusTerminal(Generic[E]):
 
     def _handler_specs(self, dispatcher: Dispatcher) -> list[ChildSpec]:
         specs = []
-        # handlers of one policy share its (immutable) mailbox and redelivery specs
-        shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery]] = {}
+        # handlers of one policy share its mailbox and redelivery specs and its backoff (which
+        # finds each handler's crash loop by the child id the supervisor gives it)
+        shared: dict[HandlerPolicy, tuple[MailboxSpec, Redelivery, HandlerBackoff]] = {}
+        dispatcher.actor_type = HandlerActor
         for slot in dispatcher.slots:
             policy = slot.registered.policy
-            slot.actor_type = HandlerActor
-            mailbox_and_redelivery = shared.get(policy)
-            if mailbox_and_redelivery is None:
-                mailbox_and_redelivery = shared[policy] = (
+            per_policy = shared.get(policy)
+            if per_policy is None:
+                per_policy = shared[policy] = (
                     MailboxSpec(policy.mailbox_capacity, Overflow(policy.overflow)),
                     Redelivery(policy.retries, policy.retry_delay),
+                    HandlerBackoff(
+                        min=policy.restart_backoff,
+                        max=policy.restart_backoff_max,
+                        factor=policy.restart_backoff_factor,
+                        jitter=policy.restart_jitter,
+                        loop_of=dispatcher.slot_named,
+                    ),
                 )
-            mailbox, redelivery = mailbox_and_redelivery
+            mailbox, redelivery, backoff = per_policy
             specs.append(
                 ChildSpec(
                     slot.name,
@@ -390,13 +401,7 @@ class BusTerminal(Generic[E]):
                     shutdown=policy.shutdown_timeout,
                     mailbox=mailbox,
                     redelivery=redelivery,
-                    backoff=HandlerBackoff(
-                        min=policy.restart_backoff,
-                        max=policy.restart_backoff_max,
-                        factor=policy.restart_backoff_factor,
-                        jitter=policy.restart_jitter,
-                        loop=slot,
-                    ),
+                    backoff=backoff,
                 )
             )
         return specs

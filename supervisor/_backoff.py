@@ -32,3 +32,9 @@ class Backoff:
         base = min(self.max, self.min * self.factor**restarts)
         spread = (rng or random).uniform(0, self.jitter) if self.jitter else 0.0
         return base * (1 + spread)
+
+    def delay_for(self, child: str, restarts: int) -> float:
+        """What a supervisor asks: the delay before restart number ``restarts + 1`` of its child
+        ``child`` (an id). Returns ``delay(restarts)``; a subclass shared by several children can
+        override it to keep its bookkeeping per child (one backoff object for many children)."""
+        return self.delay(restarts)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
 
-from actors import DeadLetters
+from actors import DeadLetters, Terminated
 from supervisor._spec import DEFAULT_LINGER, ChildSpec, Intensity, Strategy, SupervisorSpec
 from supervisor._supervisor import GiveUpListener, Supervisor, unwrap_group
 
@@ -24,6 +24,7 @@ async def open_supervisor(
     dead_letters: DeadLetters | None = None,
     on_give_up: GiveUpListener | None = None,
     linger: float | None = DEFAULT_LINGER,
+    on_child_stopped: Callable[[Terminated], None] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Start a root supervisor and its children (in order); stop them in reverse order on exit.
 
@@ -33,11 +34,12 @@ async def open_supervisor(
     in an ``ExceptionGroup``. ``on_give_up(name, error)`` hears of every supervisor in the tree that
     gives up, before its parent handles the failure (it must be quick and must not raise).
     ``linger``: see ``SupervisorSpec`` (seconds an idle actor keeps its task; ``None``: always).
+    ``on_child_stopped``: see ``SupervisorSpec`` (one callback for every root child that stops for good).
     """
     specs: tuple[ChildSpec, ...] = (*children,)
     root = Supervisor(
         name,
-        SupervisorSpec(specs, strategy, intensity, linger),
+        SupervisorSpec(specs, strategy, intensity, linger, on_child_stopped=on_child_stopped),
         dead_letters=dead_letters,
         on_give_up=on_give_up,
     )

@@ -178,7 +178,7 @@ class Supervisor:
                 await self._start(child)
             except Exception as exc:
                 self._forget(child)
-                child.runnable.terminate(exc)
+                self._terminate(child, exc)
                 raise ChildStartError(self.name, spec.id, exc) from exc
             return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
 
@@ -200,7 +200,7 @@ class Supervisor:
             try:
                 await self._start(child)
             except Exception as exc:
-                child.runnable.terminate(exc)
+                self._terminate(child, exc)
                 raise ChildStartError(self.name, child_id, exc) from exc
             return child.runnable.ref if isinstance(child.runnable, ActorCell) else child.runnable
 
@@ -219,19 +219,22 @@ class Supervisor:
         self._stop_requested = True
         self._notify()
 
-    def terminate(self, error: BaseException | None = None) -> None:
-        """This supervisor stopped for good: tell its watchers (once)."""
-        if self._terminated is None:
-            self._terminated = notice = Terminated(self.name, error)
-            watchers, self._watchers = self._watchers, []
-            for watcher in watchers:
-                # a watcher's bug must not break the tree
-                try:
-                    watcher(notice)
-                except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
-                    _log.exception(
-                        "watcher of supervisor %r raised; ignored", self.name, extra={"supervisor": self.name}
-                    )
+    def terminate(self, error: BaseException | None = None) -> Terminated | None:
+        """This supervisor stopped for good: tell its watchers (once). Returns the notice they got, or
+        None when it had already stopped."""
+        if self._terminated is not None:
+            return None
+        self._terminated = notice = Terminated(self.name, error)
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            # a watcher's bug must not break the tree
+            try:
+                watcher(notice)
+            except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+                _log.exception(
+                    "watcher of supervisor %r raised; ignored", self.name, extra={"supervisor": self.name}
+                )
+        return notice
 
     def revive(self) -> None:
         """Undo ``terminate`` before an explicit restart."""
@@ -290,7 +293,7 @@ class Supervisor:
             for child in reversed(tuple(self._by_id.values())):
                 if child.state is not ChildState.GAVE_UP:
                     child.state = ChildState.STOPPED
-                child.runnable.terminate(None)
+                self._terminate(child, None)
         if failure is not None:
             raise failure
 
@@ -592,7 +595,7 @@ class Supervisor:
         if backoff.reset_after is not None and now - more.last_started >= backoff.reset_after:
             more.backoff_restarts = 0
         more = more_of(child)
-        delay = backoff.delay(more.backoff_restarts)
+        delay = backoff.delay_for(child.spec.id, more.backoff_restarts)
         more.backoff_restarts += 1
         return delay
 
@@ -677,12 +680,28 @@ class Supervisor:
 
     def _finish(self, child: Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
         child.state = state
-        child.runnable.terminate(error)
+        self._terminate(child, error)
         if child.spec.restart is Restart.TEMPORARY and self._by_id.get(child.spec.id) is child:
             self._forget(child)
 
     def _forget(self, child: Child) -> None:
         del self._by_id[child.spec.id]
+
+    def _terminate(self, child: Child, error: BaseException | None) -> None:
+        """``child`` stopped for good: its own watchers, then the spec's ``on_child_stopped``, hear it
+        (once: nothing when it had already stopped)."""
+        notice = child.runnable.terminate(error)
+        listener = self.spec.on_child_stopped
+        if notice is None or listener is None:
+            return
+        try:
+            listener(notice)
+        except (Exception, asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+            # a listener's bug must not break the tree
+            _log.exception(
+                "on_child_stopped of supervisor %r raised on child %r; ignored",
+                self.name, notice.name, extra={"supervisor": self.name, "child": notice.name},
+            )
 
 
 def _in_loop_callback() -> bool:

@@ -255,10 +255,9 @@ class RedisStreams(Transport):
         """Write ``event``; returns once Redis has the entry, or raises `TransportError` after
         ``write_timeout`` seconds."""
         writer = self._live_writer()
+        body = MSGPACK.encode(event, context)  # first: its TypeError names a bad event
         future = self._new_future()
-        writer.put(
-            WriteItem(type(event).__type_name__.encode(), MSGPACK.encode(event, context), future)
-        )
+        writer.put(WriteItem(type(event).__type_name__.encode(), body, future))
         # bounded without a cancel scope per call (a third of emit's cost): a write that Redis
         # does not answer fails at the client's socket timeout, a refused one at once, and
         # either fails this future with TransportError
@@ -266,9 +265,9 @@ class RedisStreams(Transport):
 
     def emit_nowait(self, event: Event, context: MessageContext) -> None:
         """Queue ``event`` for the writer and return (an entry it cannot write is logged)."""
-        self._live_writer().put(
-            WriteItem(type(event).__type_name__.encode(), MSGPACK.encode(event, context), None)
-        )
+        writer = self._live_writer()
+        body = MSGPACK.encode(event, context)  # first: its TypeError names a bad event
+        writer.put(WriteItem(type(event).__type_name__.encode(), body, None))
 
     def _live_writer(self) -> WriterState:
         writer = self._writer

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import Actor, DeadLetterReason, DirectPath, Redelivery
+from actors import Actor, ActorStoppedError, DeadLetterReason, DirectPath, Redelivery
 from supervisor import BRUTAL_KILL, ChildSpec, open_supervisor
 from tests.actors.helpers import Boom, collect_dead_letters, mock_clock, wait_until
 
@@ -161,3 +161,83 @@ async def test_the_direct_path_is_asked_again_at_each_activation_of_an_idle_inca
     assert len(actors) == 1  # one incarnation
     assert actors[0].activations >= 2
     assert log == [("direct", 1, 1), ("direct", 1, 4)]
+
+
+class DirectAsks(Direct):
+    """``Direct`` that also answers asks of ints the direct way (doubled); other asks go to
+    ``receive``. An ask of 3 crashes with an error ``failed`` replaces, -1 sleeps for ever."""
+
+    def direct(self) -> DirectPath | None:
+        self.activations += 1
+        return DirectPath(self._start, self.done.append, self._failed, self._ask)
+
+    def _ask(self, message: Any) -> Awaitable[Any] | None:
+        if type(message) is int:
+            return self._answer(message)
+        return None
+
+    async def _answer(self, message: int) -> int:
+        self.log.append(("ask", self.context.attempt, message))
+        if message < 0:
+            await anyio.sleep_forever()
+        if message == 3:
+            raise Boom("three")
+        return 2 * message
+
+
+async def test_asks_go_the_direct_way_when_offered_and_their_result_is_the_reply() -> None:
+    log: list[tuple[str, int, Any]] = []
+    done: list[Any] = []
+    async with open_supervisor([ChildSpec("A", lambda: DirectAsks(log, done))]) as sup:
+        ref = sup.ref("A")
+        ref.tell_nowait(1)
+        assert await ref.ask(5) == 10
+        assert await ref.ask("s") == "s"  # ask returned None: receive answers
+        assert await ref.ask_nowait(6) == 12
+        stats = ref.statistics()
+    assert log == [("direct", 1, 1), ("ask", 1, 5), ("receive", 1, "s"), ("ask", 1, 6)]
+    assert done == [1]  # done is for tells only
+    assert (stats.processed, stats.failed, stats.mailbox_depth) == (4, 0, 0)
+
+
+async def test_a_direct_ask_that_crashes_raises_what_failed_returns_to_the_asker_once() -> None:
+    log: list[tuple[str, int, Any]] = []
+    done: list[Any] = []
+    hub, letters = collect_dead_letters()
+    spec = ChildSpec("A", lambda: DirectAsks(log, done), redelivery=Redelivery(max_redeliveries=2))
+    async with open_supervisor([spec], dead_letters=hub) as sup:
+        ref = sup.ref("A")
+        with pytest.raises(Replaced) as caught:
+            await ref.ask(3)
+        assert isinstance(caught.value.__cause__, Boom)
+        assert await ref.ask(4) == 8
+        stats = ref.statistics()
+    # never redelivered (asks are not), never dead-lettered: the asker got the error
+    assert log == [("ask", 1, 3), ("failed", 1, 3), ("ask", 1, 4)]
+    assert letters == []
+    assert (stats.incarnation, stats.processed, stats.failed) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_kill_during_a_direct_ask_fails_the_asker_and_the_next_incarnation_answers() -> None:
+    log: list[tuple[str, int, Any]] = []
+    done: list[Any] = []
+    spec = ChildSpec("A", lambda: DirectAsks(log, done), shutdown=BRUTAL_KILL)
+    async with open_supervisor([spec]) as sup:
+        ref = sup.ref("A")
+        outcome: list[BaseException] = []
+
+        async def asker() -> None:
+            try:
+                await ref.ask(-1)
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertion below
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asker)
+            await wait_until(lambda: log == [("ask", 1, -1)])
+            await sup.terminate_child("A")
+        assert [type(error) for error in outcome] == [ActorStoppedError]
+        await sup.restart_child("A")
+        assert await ref.ask(2) == 4
+    assert log == [("ask", 1, -1), ("failed", 1, -1), ("ask", 1, 2)]

@@ -178,6 +178,113 @@ async def test_emit_many_failures_are_retried_in_place_then_dead_lettered_with_o
     assert letters[0].attempts == 3
 
 
+async def test_emit_many_keeps_each_handlers_order_across_runs_of_mixed_event_types() -> None:
+    both: list[object] = []
+    numbers: list[int] = []
+    contexts: list[MessageContext] = []
+
+    async def on_both(event: Numbered | Other, ctx: MessageContext) -> None:
+        both.append(event.n if isinstance(event, Numbered) else event.text)
+        contexts.append(ctx)
+
+    async def on_numbers(event: Numbered) -> None:
+        numbers.append(event.n)
+
+    batch: list[Numbered | Other] = [
+        Numbered(0), Numbered(1), Other("a"), Numbered(2), Other("b"), Other("c"), Numbered(3)
+    ]
+    registry = MessageRegistry()
+    registry.register(on_both, on_numbers)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.emit_many(batch)
+            terminal.bus.emit_many_nowait(batch)
+            await terminal.drain()
+            stats = terminal.statistics()
+    assert both == [0, 1, "a", 2, "b", "c", 3] * 2
+    assert numbers == [0, 1, 2, 3] * 2
+    # each event its own message, drawn in batch order: ids ascend, times never go back
+    ids = [int(ctx.message_id, 16) for ctx in contexts]
+    assert ids == sorted(set(ids))
+    times = [ctx.timestamp for ctx in contexts]
+    assert times == sorted(times)
+    assert (stats.emitted, stats.in_flight, stats.unrouted) == (14, 0, 0)
+
+
+async def test_emit_many_queues_what_fits_then_waits_for_room_for_the_rest_counting_each() -> None:
+    release = anyio.Event()
+    started = anyio.Event()
+    seen: list[int] = []
+
+    async def slow(event: Numbered) -> None:
+        started.set()
+        await release.wait()
+        seen.append(event.n)
+
+    registry = MessageRegistry()
+    registry.register(slow, mailbox_capacity=3)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            bus = terminal.bus
+            await bus.emit(Numbered(0))
+            await started.wait()  # 0 is being processed, the mailbox is empty
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bus.emit_many, [Numbered(n) for n in range(1, 9)])
+                await anyio.wait_all_tasks_blocked()
+                # three fit; the emitter waits for room for the fourth, which is counted in flight
+                ref = terminal.handler_ref(slow.__qualname__)
+                assert ref.statistics().mailbox_depth == 3
+                assert terminal.statistics().in_flight == 1 + 3 + 1
+                release.set()
+            await terminal.drain()
+            stats = terminal.statistics()
+    assert seen == list(range(9))
+    assert (stats.emitted, stats.in_flight, stats.dead_letters) == (9, 0, 0)
+
+
+@pytest.mark.parametrize("method", ["emit_many", "emit_many_nowait"])
+@pytest.mark.parametrize(
+    ("overflow", "kept"), [("drop_oldest", [0, 6, 7, 8]), ("drop_new", [0, 1, 2, 3])]
+)
+async def test_a_batch_past_a_dropping_mailbox_drops_event_by_event_as_its_policy_says(
+    method: str, overflow: Overflow, kept: list[int]
+) -> None:
+    release = anyio.Event()
+    started = anyio.Event()
+    seen: list[int] = []
+    letters: list[DeadLetter] = []
+
+    async def slow(event: Numbered) -> None:
+        started.set()
+        await release.wait()
+        seen.append(event.n)
+
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    registry = MessageRegistry()
+    registry.register(slow, mailbox_capacity=3, overflow=overflow)
+    registry.register(on_dead_letter)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            bus = terminal.bus
+            await bus.emit(Numbered(0))
+            await started.wait()
+            batch = [Numbered(n) for n in range(1, 9)]
+            if method == "emit_many":
+                await bus.emit_many(batch)
+            else:
+                bus.emit_many_nowait(batch)
+            release.set()
+            await terminal.drain()
+            stats = terminal.statistics()
+    assert seen == kept
+    dropped = sorted(set(range(9)) - set(kept))
+    assert sorted(letter.event.n for letter in letters) == dropped  # type: ignore[attr-defined]
+    assert all(letter.reason == "mailbox_overflow" for letter in letters)
+    assert (stats.in_flight, stats.dead_letters) == (0, len(dropped))
+
+
 # -- emit_many_nowait -----------------------------------------------------------------------------
 
 

@@ -63,6 +63,30 @@ def node(snapshot: TreeSnapshot, name: str) -> TreeSnapshot:
 # -- item 1: a CancelledError that is not ours is an ordinary crash ---------------------------------
 
 
+async def test_a_handler_taking_the_event_alone_that_lets_a_foreign_cancelled_error_escape_crashes() -> None:
+    # such a handler gets a publish's bare event, and an emit's delivery through the same fast path
+    seen: list[int] = []
+
+    async def cancels(event: Ping) -> None:
+        seen.append(event.n)
+        if event.n < 3:
+            await let_a_foreign_cancellation_escape()
+
+    registry = MessageRegistry()
+    registry.register(cancels, retries=0)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            with pytest.raises(HandlerCancelledError) as caught:
+                await terminal.bus.publish(Ping(1))
+            assert isinstance(caught.value.__cause__, asyncio.CancelledError)
+            await terminal.bus.emit(Ping(2))
+            await terminal.drain()
+            await terminal.bus.publish(Ping(3))
+            stats = terminal.statistics()
+    assert seen == [1, 2, 3]
+    assert (stats.in_flight, stats.dead_letters) == (0, 1)
+
+
 async def test_publish_to_a_handler_that_lets_a_foreign_cancelled_error_escape_raises_a_bus_error() -> None:
     siblings: list[int] = []
 

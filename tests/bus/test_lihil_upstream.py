@@ -1,8 +1,7 @@
 # Vendored from Lihil's own tests of its bus plugin: lihil 0.2.41 (sdist from PyPI),
-# tests/test_plugins/test_bus.py. Only the imports are changed:
+# tests/test_plugins/test_bus.py. Only one import is changed:
 #   - `from lihil.plugins.bus import (...)` -> `from bus.lihil import (...)`
-#   - `from msgspec import Struct` -> `from bus import Event as Struct` (actorbus events derive
-#     from bus.Event, itself a frozen msgspec Struct)
+# Its events are plain msgspec Structs, as in Lihil (see docs/lihil.md: delivered in-process).
 # The test functions, fixtures and module body are otherwise as published.
 # ruff: noqa: E402, I001, C408
 # mypy: ignore-errors
@@ -18,7 +17,7 @@ def anyio_backend():
     return "asyncio"
 
 from lihil import Annotated, Route, status, use
-from bus import Event as Struct
+from msgspec import Struct
 from lihil.local_client import LocalClient
 from bus.lihil import (
     BusPlugin,

@@ -377,3 +377,121 @@ async def test_handler_over_max_restarts_is_stopped_and_publish_raises_handler_s
     assert len(stopped) == 1
     assert stopped[0].handler == f"{__name__}.{fragile.__qualname__}"
     assert "Boom" in stopped[0].reason
+
+
+# -- handlers that take the event alone (sent the bare event) -----------------------------------
+
+
+class Leaf(Event):
+    n: int
+
+
+async def test_publish_to_handlers_that_take_the_event_alone_keeps_order_errors_and_restarts() -> None:
+    log: list[str] = []
+
+    async def first(event: Leaf) -> None:
+        log.append(f"first:{event.n}")
+
+    async def fails(event: Leaf) -> None:
+        log.append(f"fails:{event.n}")
+        if event.n == 1:
+            raise Boom("one")
+
+    async def last(event: Leaf) -> None:
+        log.append(f"last:{event.n}")
+
+    registry = MessageRegistry()
+    registry.register(first, fails, last)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            with pytest.raises(Boom, match="^one$") as info:
+                await terminal.bus.publish(Leaf(1))
+            assert type(info.value) is Boom
+            await terminal.bus.publish(Leaf(2), headers={"k": "v"})
+            with pytest.raises(TypeError):
+                await terminal.bus.publish(Leaf(3), headers={"k": 1})  # type: ignore[dict-item]
+            stats = terminal.statistics()
+    assert log == ["first:1", "fails:1", "first:2", "fails:2", "last:2"]
+    assert stats.published == 2
+
+
+async def test_a_handler_taking_the_context_shares_a_route_with_bare_ones_and_gets_its_context() -> None:
+    contexts: list[MessageContext] = []
+    seen: list[int] = []
+
+    async def bare(event: Leaf) -> None:
+        seen.append(event.n)
+
+    async def with_context(event: Leaf, ctx: MessageContext) -> None:
+        contexts.append(ctx)
+
+    registry = MessageRegistry()
+    registry.register(bare, with_context)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.publish(Leaf(1), headers={"trace": "t"})
+            await terminal.bus.publish(Leaf(2))
+    assert seen == [1, 2]
+    assert [ctx.headers for ctx in contexts] == [{"trace": "t"}, {}]
+    assert contexts[0].message_id != contexts[1].message_id
+
+
+async def test_a_nested_publish_sends_bare_handlers_the_event_and_the_others_its_context() -> None:
+    log: list[str] = []
+
+    async def outer(event: Ping, ctx: MessageContext, bus: EventBus) -> None:
+        log.append("outer")
+        await bus.publish(Leaf(event.hops))
+        log.append("outer-done")
+
+    async def leaf(event: Leaf) -> None:
+        log.append(f"leaf:{event.n}")
+        if event.n < 0:
+            raise Boom("negative")
+
+    async def looping(event: Leaf | Third) -> None:
+        log.append(f"looping:{type(event).__name__}")
+
+    async def audit(event: Leaf, ctx: MessageContext) -> None:
+        log.append(f"audit:{ctx.causation_id is not None}")
+
+    registry = MessageRegistry()
+    registry.register(outer, leaf, audit, looping)
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.publish(Ping(1))
+            with pytest.raises(Boom, match="negative"):
+                await terminal.bus.publish(Ping(-1))
+    assert log == [
+        "outer", "leaf:1", "audit:True", "looping:Leaf", "outer-done", "outer", "leaf:-1",
+    ]
+
+
+async def test_a_publish_gives_each_handler_of_a_mixed_route_its_own_form_in_registration_order() -> None:
+    log: list[str] = []
+
+    def bare(name: str) -> object:
+        async def handler(event: Leaf) -> None:
+            log.append(f"{name}:{event.n}")
+
+        handler.__qualname__ = handler.__name__ = name
+        return handler
+
+    def with_context(name: str) -> object:
+        async def handler(event: Leaf, ctx: MessageContext) -> None:
+            log.append(f"{name}:{event.n}:{ctx.headers.get('k', '-')}")
+
+        handler.__qualname__ = handler.__name__ = name
+        return handler
+
+    registry = MessageRegistry()
+    for make, name in [(with_context, "c1"), (bare, "b1"), (bare, "b2"), (with_context, "c2"), (bare, "b3")]:
+        registry.register(make(name))  # type: ignore[call-overload]
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(registry) as terminal:
+            await terminal.bus.publish(Leaf(1), headers={"k": "v"})
+            await terminal.bus.publish(Leaf(2))
+    assert log == [
+        "c1:1:v", "b1:1", "b2:1", "c2:1:v", "b3:1",
+        "c1:2:-", "b1:2", "b2:2", "c2:2:-", "b3:2",
+    ]

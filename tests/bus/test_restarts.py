@@ -234,3 +234,42 @@ async def test_an_incarnation_that_ran_restart_period_without_crashing_resets_th
         assert terminal.handler_ref(sometimes.__qualname__).alive
     assert len(notices.letters) == 6
     assert notices.stopped == []
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+async def test_handlers_of_one_policy_keep_their_own_crash_loops_and_backoff() -> None:
+    # the handlers of one policy share one backoff object: each still counts its own crashes
+    broken_crashes: list[float] = []
+    flaky_crashes: list[float] = []
+    handled: list[int] = []
+
+    async def broken(job: Job, ctx: Any) -> None:
+        broken_crashes.append(anyio.current_time())
+        raise Boom("always")
+
+    async def flaky(job: Job, ctx: Any) -> None:
+        if job.n % 2 == 0:
+            flaky_crashes.append(anyio.current_time())
+            raise Boom("every other message")
+        handled.append(job.n)
+
+    registry = MessageRegistry()
+    registry.register(
+        broken, flaky, retries=0, max_restarts=3, restart_backoff=1.0, restart_backoff_max=10.0, restart_jitter=0.0
+    )
+    notices = Notices()
+    notices.register(registry)
+    async with BusTerminal(registry) as terminal:
+        for n in range(12):
+            await terminal.bus.emit(Job(n))
+        await terminal.drain()
+        assert not terminal.handler_ref(broken.__qualname__).alive
+        assert terminal.handler_ref(flaky.__qualname__).alive
+    # broken: 4 crashes in a row (more than max_restarts=3), its backoff doubling each time
+    assert len(broken_crashes) == 4
+    gaps = [b - a for a, b in itertools.pairwise(broken_crashes)]
+    assert gaps == pytest.approx([1.0, 2.0, 4.0], abs=0.01)
+    # flaky made progress between its crashes: never stopped, each restart after the first delay
+    assert handled == list(range(1, 12, 2))
+    assert len(flaky_crashes) == 6
+    assert [n.handler.rsplit(".", 1)[-1] for n in notices.stopped] == ["broken"]

@@ -5,6 +5,7 @@ from itertools import pairwise
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from actors import Actor
@@ -67,3 +68,36 @@ def test_backoff_delays_follow_min_times_factor_to_the_n_capped_and_stretched_by
         Backoff(min=2.0, max=1.0)
     with pytest.raises(ValueError):
         Backoff(factor=0.5)
+
+
+@attrs.frozen(eq=False)
+class PerChild(Backoff):
+    """One backoff for several children: a fixed delay per child id, and the ids it was asked for."""
+
+    delays: dict[str, float] = attrs.field(kw_only=True)
+    asked: list[tuple[str, int]] = attrs.field(kw_only=True, factory=list)
+
+    def delay_for(self, child: str, restarts: int) -> float:
+        self.asked.append((child, restarts))
+        return self.delays[child]
+
+
+@pytest.mark.parametrize("anyio_backend", [mock_clock()])
+async def test_a_backoff_shared_by_several_children_is_told_which_child_restarts() -> None:
+    backoff = PerChild(jitter=0.0, delays={"A": 1.0, "B": 7.0})
+    crashes: dict[str, list[float]] = {"A": [], "B": []}
+    starts: dict[str, list[float]] = {"A": [], "B": []}
+    specs = [
+        ChildSpec(name, lambda name=name: Timed(crashes[name], starts[name]), backoff=backoff)
+        for name in ("A", "B")
+    ]
+    async with open_supervisor(specs, intensity=None) as sup:
+        for name in ("A", "B", "A"):
+            ref = sup.ref(name)
+            ref.tell_nowait(CRASH)
+            await ref.ask(WHO)  # answered by the restarted incarnation
+    # each child's restarts are counted on their own, and each waited its own delay
+    assert backoff.asked == [("A", 0), ("B", 0), ("A", 1)]
+    assert starts["A"][1] - crashes["A"][0] == pytest.approx(1.0)
+    assert starts["B"][1] - crashes["B"][0] == pytest.approx(7.0)
+    assert starts["A"][2] - crashes["A"][1] == pytest.approx(1.0)

@@ -3,8 +3,16 @@ snapshot of a supervision tree."""
 
 import pytest
 
-from actors import Terminated
-from supervisor import INFINITY, ChildSpec, Intensity, Restart, SupervisorSpec, open_supervisor
+from actors import Actor, Terminated
+from supervisor import (
+    INFINITY,
+    ChildSpec,
+    ChildStartError,
+    Intensity,
+    Restart,
+    SupervisorSpec,
+    open_supervisor,
+)
 from tests.actors.helpers import CRASH, STOP, WHO, Boom, Journal, wait_until, worker
 
 pytestmark = pytest.mark.anyio
@@ -104,3 +112,73 @@ async def test_a_watcher_that_raises_does_not_break_the_supervisor_or_other_watc
         await wait_until(lambda: bool(notices))
         assert sup.snapshot().state == "running"
     assert notices == [Terminated("T")]
+
+
+async def test_on_child_stopped_hears_every_child_that_stops_for_good_once_and_never_a_restart() -> None:
+    journal = Journal()
+    heard: list[Terminated] = []
+    children = [
+        worker("P", journal),
+        worker("T", journal, restart=Restart.TRANSIENT),
+        worker("tmp", journal, restart=Restart.TEMPORARY),
+        worker("own", journal, intensity=Intensity(0, within=60.0)),
+        ChildSpec("jobs", SupervisorSpec([worker("parser", journal)]), shutdown=INFINITY),
+    ]
+    async with open_supervisor(
+        children, intensity=Intensity(10, within=60.0), on_child_stopped=heard.append
+    ) as sup:
+        watched: list[Terminated] = []
+        sup.ref("T").watch(watched.append)
+        for message in (CRASH, STOP):  # restarts after a crash and after a normal exit
+            sup.ref("P").tell_nowait(message)
+        assert await sup.ref("P").ask(WHO) == 3
+        sup.ref("T").tell_nowait(CRASH)
+        assert await sup.ref("T").ask(WHO) == 2
+        assert heard == []
+
+        sup.ref("T").tell_nowait(STOP)  # a transient child's normal exit: stopped for good
+        sup.ref("tmp").tell_nowait(CRASH)  # a temporary child's crash: gone, with its error
+        sup.ref("own").tell_nowait(CRASH)  # past its own intensity: gave up, with its error
+        await wait_until(lambda: len(heard) == 3)
+        assert watched == [Terminated("T")]  # the child's own watchers still hear it
+        by_name = {notice.name: notice for notice in heard}
+        assert by_name["T"] == Terminated("T")
+        assert isinstance(by_name["tmp"].error, Boom)
+        assert isinstance(by_name["own"].error, Boom)
+
+        await sup.terminate_child("P")
+        assert heard[-1] == Terminated("P")
+        await sup.terminate_child("P")  # already stopped: nothing more
+        assert len(heard) == 4
+        sup.supervisor("jobs").ref("parser").tell_nowait(CRASH)  # a grandchild: not this one's child
+        assert await sup.supervisor("jobs").ref("parser").ask(WHO) == 2
+        assert len(heard) == 4
+    # the tree's shutdown stops the rest for good: the nested supervisor, once
+    assert [notice.name for notice in heard[4:]] == ["jobs"]
+
+
+async def test_on_child_stopped_hears_a_dynamic_child_that_fails_to_start_and_survives_a_raising_listener() -> None:
+    journal = Journal()
+    heard: list[Terminated] = []
+
+    def listener(notice: Terminated) -> None:
+        heard.append(notice)
+        raise RuntimeError("bug in the listener")
+
+    async with open_supervisor([worker("A", journal)], on_child_stopped=listener) as sup:
+        with pytest.raises(ChildStartError):
+            await sup.start_child(ChildSpec("broken", _fails_to_start))
+        assert [notice.name for notice in heard] == ["broken"]
+        assert isinstance(heard[0].error, Boom)
+        await sup.terminate_child("A")
+        assert sup.snapshot().state == "running"  # the listener's bug broke nothing
+    assert [notice.name for notice in heard] == ["broken", "A"]
+
+
+def _fails_to_start() -> Actor:
+    raise Boom("cannot start")
+
+
+def test_on_child_stopped_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_child_stopped"):
+        SupervisorSpec(on_child_stopped="not a function")  # type: ignore[arg-type]

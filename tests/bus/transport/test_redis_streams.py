@@ -520,3 +520,32 @@ async def test_one_transport_cannot_serve_two_running_terminals(redis_server: Re
                 pass
     async with BusTerminal(MessageRegistry(), transport=transport) as terminal:  # reusable after
         await terminal.bus.emit(Placed("again", 1))
+
+
+class PlainBase(msgspec.Struct):
+    """A Lihil-style event base: a plain Struct, without bus.Event's stable type names."""
+
+
+class PlainPlaced(PlainBase):
+    order: str
+
+
+async def test_emitting_a_plain_struct_event_through_redis_raises_type_error_and_publish_stays_local(
+    redis_server: RedisServer,
+) -> None:
+    registry = MessageRegistry(event_base=PlainBase)
+    seen: list[str] = []
+
+    @registry
+    async def on_placed(event: PlainPlaced) -> None:
+        seen.append(event.order)
+
+    transport = RedisStreams(redis_server.url, namespace=namespace())
+    async with BusTerminal(registry, transport=transport) as terminal:
+        with pytest.raises(TypeError, match=r"derive from bus\.Event"):
+            await terminal.bus.emit(PlainPlaced("a"))
+        with pytest.raises(TypeError, match=r"derive from bus\.Event"):
+            terminal.bus.emit_nowait(PlainPlaced("b"))
+        await terminal.bus.publish(PlainPlaced("c"))
+        await terminal.drain()
+    assert seen == ["c"]
