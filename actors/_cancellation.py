@@ -26,7 +26,14 @@ def escaped_cancellation(name: str, error: BaseException) -> ActorCrashedError |
     makes anyio's effective deadline ``-inf`` (a passed
     deadline counts too): that is how a real kill or shutdown is recognised, on
     asyncio and trio alike.
+
+    A ``GeneratorExit`` that left user code is a crash too: it belongs to the generator that
+    received it, and handed on as itself through a future (to an asker, to the supervisor awaiting
+    a start) asyncio would throw it into the waiting task, which closes that task's coroutines
+    instead of raising in them.
     """
+    if isinstance(error, GeneratorExit):
+        return ActorCrashedError(name, error)
     if not isinstance(error, (asyncio.CancelledError, anyio.get_cancelled_exc_class())):
         return None
     if anyio.current_effective_deadline() <= anyio.current_time():

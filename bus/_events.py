@@ -371,13 +371,22 @@ def new_contexts(
     return contexts
 
 
+#: the longest error text the bus's notices (DeadLetter, HandlerRestarted, ...) and logs carry
+MAX_ERROR_TEXT = 2000
+
+
 def describe_error(error: BaseException) -> str:
     """An exception as one line of text with its type: ``"ValueError: bad input"``.
 
     Types outside the builtins are named with their module: ``"app.errors.Declined: card"``. Never
     raises, even for an exception whose own ``__str__`` does (see `actors.describe_exception`).
+    A text longer than 2000 characters is cut there and says how much was left out: one poison
+    message with a huge error must not make every notice and log line about it huge.
     """
-    return describe_exception(error)
+    text = describe_exception(error)
+    if len(text) > MAX_ERROR_TEXT:
+        text = f"{text[:MAX_ERROR_TEXT]}... ({len(text) - MAX_ERROR_TEXT} more characters)"
+    return text
 
 
 class DeadLetter(Event):

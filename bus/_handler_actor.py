@@ -145,6 +145,8 @@ class HandlerActor(Actor):
             self._failed(error, event)
         elif isinstance(error, asyncio.CancelledError) and _foreign(error):
             return self._cancelled(event)
+        elif isinstance(error, GeneratorExit):
+            return self._generator_exit(event)
         return error
 
     def _announce_restart(self, restarts: int) -> None:
@@ -214,6 +216,8 @@ class HandlerActor(Actor):
                 if not _foreign(exc):
                     raise
                 raise self._cancelled(event) from exc
+            except GeneratorExit as exc:
+                raise self._generator_exit(event) from exc
             if size == 4:  # emitted: counted done once processed, for drain()
                 dispatcher = self._dispatcher
                 dispatcher.pending -= 1
@@ -239,6 +243,8 @@ class HandlerActor(Actor):
                 if not _foreign(exc):
                     raise
                 raise self._cancelled(event) from exc
+            except GeneratorExit as exc:
+                raise self._generator_exit(event) from exc
         else:
             await self.handle(event, self._delivery_context(message))
         dispatcher = self._dispatcher
@@ -297,6 +303,8 @@ class HandlerActor(Actor):
             if inspect.isawaitable(result):
                 # a wrapper (a plain `def` decorator around an `async def`) returned the awaitable
                 await result
+        except _ThreadRaisedGeneratorExit as exc:
+            raise self._generator_exit(event) from exc.__cause__
         except Exception as exc:
             self._failed(exc, event)
             raise
@@ -304,6 +312,8 @@ class HandlerActor(Actor):
             if not _foreign(exc):
                 raise
             raise self._cancelled(event) from exc
+        except GeneratorExit as exc:
+            raise self._generator_exit(event) from exc
 
     def _failed(self, exc: BaseException, event: Event) -> None:
         slot = self._slot
@@ -317,6 +327,22 @@ class HandlerActor(Actor):
             f"handler {self._slot.name!r} let a CancelledError escape that was not a cancellation "
             "of the handler itself (it awaited something that another task cancelled): treated "
             "as a crash"
+        )
+        self._failed(error, event)
+        return error
+
+    def _generator_exit(self, event: Event) -> RuntimeError:
+        """A ``GeneratorExit`` left the handler: an ordinary crash of this one handler, raised as a
+        ``RuntimeError`` (its ``__cause__`` is the ``GeneratorExit``), as Python itself turns a
+        ``StopIteration`` leaving a coroutine into one.
+
+        It cannot be handed on as itself: thrown into an awaiting asyncio task (a publisher's),
+        ``GeneratorExit`` closes that task's coroutines instead of raising in them, and the first
+        ``await`` in their clean-up (an ``async with`` exit) fails with "coroutine ignored
+        GeneratorExit". Nor is it a request to end the program, as ``SystemExit`` is."""
+        error = RuntimeError(
+            f"handler {self._slot.name!r} raised GeneratorExit: treated as a crash "
+            "(a GeneratorExit belongs to the generator that received it and must not leave it)"
         )
         self._failed(error, event)
         return error
@@ -363,8 +389,17 @@ def _foreign(exc: asyncio.CancelledError) -> bool:
     return task is None or task.cancelling() == 0
 
 
+class _ThreadRaisedGeneratorExit(Exception):
+    """Carries a sync handler's ``GeneratorExit`` (its ``__cause__``) out of the worker thread: on
+    asyncio the thread's future would throw it into the actor's task, which closes the task's
+    coroutines instead of raising in them."""
+
+
 def _call_boxed(
     func: Any, args: tuple[object, ...], kwargs: dict[str, object]
 ) -> tuple[object]:
     # boxed: trio refuses a coroutine returned from a worker thread, and this one is awaited
-    return (func(*args, **kwargs),)
+    try:
+        return (func(*args, **kwargs),)
+    except GeneratorExit as exc:
+        raise _ThreadRaisedGeneratorExit from exc

@@ -189,8 +189,10 @@ class SinkActor(Actor):
             await slot.sink.write(pairs)
         except Exception as error:
             slot.failures += 1
-            if len(pairs) == 1:
-                raise  # alone, a poison item and an outage look alike: retry with backoff
+            if len(pairs) == 1 or slot.sink.is_outage(error):
+                # alone, a poison item and an outage look alike; and an error of the storage as a
+                # whole (a full disk) is no item's fault: retry the whole batch with backoff
+                raise
             await self._split(batch, error)
             return
         slot.stored += len(pairs)
@@ -200,7 +202,9 @@ class SinkActor(Actor):
         refuses; raise (keeping what is not stored) if the storage looks down rather than picky.
 
         An item is refused for good only if it failed alone, some write of the split succeeded
-        (the storage works), and it then failed alone again. An outage stops the split after
+        (the storage works), and it then failed alone again, each time with an error that
+        ``sink.is_outage`` does not deem the storage's as a whole (such an error ends the split at
+        once: everything not stored is kept for the retry). An outage stops the split after
         `OUTAGE_AFTER` failures in a row with no success: what is not stored is kept, the items
         that failed alone placed last, so that the next try, after a pause, starts with the others.
         """
@@ -219,6 +223,12 @@ class SinkActor(Actor):
             except Exception as chunk_error:
                 slot.failures += 1
                 in_a_row += 1
+                if sink.is_outage(chunk_error):
+                    # the storage failed as a whole (a disk that filled up as the split went on):
+                    # keep everything not stored, in order, the suspects last
+                    rest = [pair for part in reversed(pending) for pair in part]
+                    batch.pairs = chunk + rest + suspects
+                    raise
                 if len(chunk) == 1:
                     suspects.append(chunk[0])
                 else:
@@ -236,11 +246,16 @@ class SinkActor(Actor):
             raise error
         # Each suspect alone again, now that the storage is known to work: failing alone twice,
         # around writes that succeeded, is the item's own fault.
-        for pair in suspects:
+        for index, pair in enumerate(suspects):
             try:
                 await sink.write([pair])
             except Exception as item_error:  # noqa: BLE001 - the item's own error, for its caller
                 slot.failures += 1
+                if sink.is_outage(item_error):
+                    # not the item's fault after all: it and the suspects after it wait for the
+                    # retry (those refused already keep their errors)
+                    batch.pairs = suspects[index:]
+                    raise
                 self._refuse(batch, pair, item_error)
             else:
                 slot.stored += 1

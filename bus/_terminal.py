@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -15,7 +16,7 @@ import attrs
 from actors import ActorRef, MailboxSpec, Overflow, Redelivery, current_future_factory
 from bus._bus import EventBus
 from bus._dependencies import check_resolvable
-from bus._dispatch import Dispatcher, HandlerSlot
+from bus._dispatch import CURRENT_CHAIN, Dispatcher, HandlerSlot
 from bus._errors import BusClosedError, BusError
 from bus._events import NOTICE_EVENTS, Event
 from bus._handler_actor import HandlerActor
@@ -48,7 +49,15 @@ SINK_BACKOFF = Backoff(min=0.05, max=5.0, factor=2.0, jitter=0.2, reset_after=60
 @attrs.frozen
 class BusStatistics:
     """A snapshot of the bus's counters. ``sunk`` counts the events ``sink``/``sink_many``
-    acknowledged (stored by every configured sink), once per event whatever the number of sinks."""
+    acknowledged (stored by every configured sink), once per event whatever the number of sinks.
+
+    ``published`` and ``emitted`` count events, once per call's event (``emit_many`` counts each),
+    when the call gets past its checks: one refused at the call (a bad event or headers, a closed
+    bus, ``emit_nowait`` on a full mailbox) is not counted, while an ``emit`` cancelled as it
+    waited for room in a full mailbox is (it may have reached some of its handlers already).
+    ``unrouted`` counts those of them nobody subscribed to; ``in_flight`` the emitted deliveries
+    (one per subscribed handler) not yet processed or dead-lettered, what ``drain`` waits for;
+    ``dead_letters`` the deliveries dead-lettered, whatever the reason."""
 
     published: int
     emitted: int
@@ -121,6 +130,8 @@ class BusTerminal(Generic[E]):
         self._root: Supervisor | None = None
         self._last_root: Supervisor | None = None
         self._stack: AsyncExitStack | None = None
+        #: set while ``__aenter__`` runs: a second task entering meanwhile must be refused too
+        self._starting = False
 
     # -- the running terminal ---------------------------------------------------------------------
 
@@ -156,10 +167,28 @@ class BusTerminal(Generic[E]):
 
     async def drain(self) -> None:
         """Return when every emitted message has been processed or dead-lettered, nested emits
-        included: every handler mailbox empty and no handler running."""
-        if self._dispatcher is None:
+        included: every handler mailbox empty and no handler running.
+
+        Called from inside a handler (or a task it started) it raises `BusError` at once: it would
+        wait for that handler, which waits for it."""
+        chain = CURRENT_CHAIN.get()
+        if chain:
+            msg = (
+                f"drain() called from inside handler {chain[-1].name!r}: drain waits until no "
+                "handler is running, this one included, so it would wait for itself. Drain "
+                "from outside the handlers, or publish (which waits for the handlers it reaches)"
+            )
+            raise BusError(msg)
+        dispatcher = self._dispatcher
+        if dispatcher is None:
             return
-        await self._dispatcher.drained()
+        if threading.get_ident() != dispatcher.loop_thread:
+            msg = (
+                "terminal.drain was called from a thread that is not the terminal's event loop: "
+                "from a worker thread of that loop use anyio.from_thread.run(terminal.drain)"
+            )
+            raise BusError(msg)
+        await dispatcher.drained()
 
     def snapshot(self) -> TreeSnapshot:
         """The whole supervision tree with restart counts, mailbox depths and processed/failed counts
@@ -179,8 +208,19 @@ class BusTerminal(Generic[E]):
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._stack is not None:
-            raise BusError("this BusTerminal is already running")
+        if self._stack is not None or self._starting:
+            msg = (
+                "this BusTerminal is already running (or starting): one terminal serves one "
+                "`async with` block at a time; share its bus, or make another BusTerminal"
+            )
+            raise BusError(msg)
+        self._starting = True
+        try:
+            return await self._start()
+        finally:
+            self._starting = False
+
+    async def _start(self) -> Self:
         handlers, providers = merge_registries(*self._registries)
         check_resolvable(handlers, providers)
         # the bus's own notices (DeadLetter, ...) are deliverable whatever the event_base
@@ -232,6 +272,7 @@ class BusTerminal(Generic[E]):
                 ),
                 *self._children,
             )
+            start_error: BaseException | None = None
             try:
                 root = await stack.enter_async_context(
                     open_supervisor(
@@ -242,7 +283,10 @@ class BusTerminal(Generic[E]):
                     )
                 )
             except ChildStartError as exc:
-                raise _start_cause(exc) from None
+                start_error = _start_cause(exc)
+            if start_error is not None:
+                # raised outside the except block, so that it keeps its own __cause__/__context__
+                raise start_error
             stack.push_async_callback(self._close, dispatcher, root)
             handlers_sup = root.supervisor("handlers")
             for slot in dispatcher.slots:
@@ -284,10 +328,13 @@ class BusTerminal(Generic[E]):
         # mailboxes in place, and stop feeding them before the handlers stop.
         root.dead_letters.subscribe(transport.on_dead_letter)
         spec = SupervisorSpec(transport.child_specs(dispatcher), intensity=None)
+        start_error: BaseException | None = None
         try:
             await root.start_child(ChildSpec("transport", spec, shutdown=INFINITY))
         except ChildStartError as exc:
-            raise _start_cause(exc) from None
+            start_error = _start_cause(exc)
+        if start_error is not None:
+            raise start_error  # as itself, with its own __cause__/__context__
         dispatcher.transport = transport
 
     async def _close(self, dispatcher: Dispatcher, root: Supervisor) -> None:

@@ -167,6 +167,14 @@ class RestartDue:
     group: tuple[Child, ...]
 
 
+@attrs.frozen
+class WakeDue:
+    """An idle actor child got mail where no task runs (an asyncio loop callback): the supervisor's
+    own task gives it a task."""
+
+    cell: ActorCell
+
+
 def is_shutdown(child: Child, error: BaseException | None) -> bool:
     """Whether an exit counts as OTP's ``normal`` or ``shutdown``: no error, or a nested supervisor that
     gave up (OTP: a supervisor past its intensity exits with reason ``shutdown``)."""

@@ -33,6 +33,7 @@ from supervisor._child import (
     RestartDue,
     SupervisorChild,
     Timer,
+    WakeDue,
     is_shutdown,
     more_of,
     over_intensity,
@@ -90,7 +91,7 @@ class Supervisor:
         self.restarts = 0
         #: the children by id, in start order (one table, not a list beside it: 100,000 children)
         self._by_id: dict[str, Child] = {}
-        self._events: deque[Exit | RestartDue] = deque()
+        self._events: deque[Exit | RestartDue | WakeDue] = deque()
         self._wake: OneShot | None = None
         self._restart_times: list[float] = []
         #: retires idle actor children (None with linger=None); one per incarnation
@@ -420,7 +421,15 @@ class Supervisor:
             and child.scope is None
             and child.state in (ChildState.RUNNING, ChildState.STOPPING)
         ):
-            self._spawn(child, None)
+            try:
+                self._spawn(child, None)
+            except RuntimeError:
+                if not _in_loop_callback():
+                    raise
+                # mail sent from an asyncio loop callback (call_soon, a signal handler, a
+                # protocol), where anyio can start nothing: this supervisor's task does it
+                self._events.append(WakeDue(cell))
+                self._notify()
 
     def _spawn(self, child: Child, started: OneShot | None) -> None:
         """Start a task for ``child``: its incarnation (``started`` given) or an idle one's activation.
@@ -541,6 +550,9 @@ class Supervisor:
                 await wake
                 continue
             event = self._events.popleft()
+            if isinstance(event, WakeDue):
+                self.activate(event.cell)
+                continue
             async with self._lock:
                 if isinstance(event, RestartDue):
                     await self._start_group(event.group)
@@ -713,6 +725,10 @@ class Supervisor:
             return
         runnable = child.runnable
         idle = isinstance(runnable, ActorCell) and runnable.idle
+        if isinstance(runnable, ActorCell) and child.scope is None and not idle:
+            # woken from outside any task, its activation still to come (see activate): start
+            # it now, so that it is stopped like any running actor (does nothing if it ended)
+            runnable.activate()
         if child.state is not ChildState.RUNNING or (child.scope is None and not idle):
             return
         child.state = ChildState.STOPPING
@@ -766,3 +782,12 @@ class Supervisor:
                 "on_child_stopped of supervisor %r raised on child %r; ignored",
                 self.name, notice.name, extra={"supervisor": self.name, "child": notice.name},
             )
+
+
+def _in_loop_callback() -> bool:
+    """Whether this runs in a callback of a running asyncio loop, outside any task."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return asyncio.current_task() is None

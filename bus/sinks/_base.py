@@ -55,6 +55,10 @@ class Sink(abc.ABC):
       decoding error as its ``__cause__``; `report_bad_record` does what ``on_error`` asks with
       it: ``"raise"`` raises it, ``"skip"`` logs it and skips the record, a callable receives
       it and the record is skipped. One bad record never hides the good ones unless asked to.
+    - `is_outage(error)` tells whether an error of `write` is the storage's as a whole (a full
+      disk, an I/O error, a lost connection), which is never one event's fault: the bus then
+      keeps the whole batch for a retry instead of splitting it to find a culprit. The default
+      says so of every `OSError` (`ENOSPC`, `EFBIG`, `EIO`, connection errors, ...).
     - `close` releases the storage; closing a closed sink does nothing.
     - `name` identifies the sink in logs and supervision trees, e.g. ``"sqlite:/var/app.db"``.
 
@@ -78,6 +82,13 @@ class Sink(abc.ABC):
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Everything stored, in store order, decoded to the original event classes; records
         that do not decode are handled by ``on_error`` (see `report_bad_record`)."""
+
+    def is_outage(self, error: Exception) -> bool:
+        """Whether ``error``, raised by `write`, means the storage as a whole cannot write now (a
+        full disk, an I/O error, a lost connection) rather than that it refuses one of the
+        events. The bus never blames an event for such an error: it keeps the whole batch and
+        writes it again after a backoff. This default says so of every `OSError`."""
+        return isinstance(error, OSError)
 
     @staticmethod
     def report_bad_record(on_error: OnError, error: SinkError) -> None:

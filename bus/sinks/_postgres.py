@@ -152,6 +152,28 @@ class PostgresSink(Sink):
                 _discard(connection)
                 raise
 
+    def is_outage(self, error: Exception) -> bool:
+        """`OSError`s, a lost or unusable connection, and the server's own troubles (disk full
+        or out of resources, an administrator's shutdown, an I/O error): none is one event's
+        fault. A constraint or a value the table refuses is."""
+        if isinstance(error, OSError):
+            return True
+        try:
+            import asyncpg  # an optional extra: imported where it is used
+        except ImportError:  # pragma: no cover - the sink cannot have written without it
+            return False
+        exceptions = asyncpg.exceptions
+        return isinstance(
+            error,
+            (
+                asyncpg.InterfaceError,
+                exceptions.PostgresConnectionError,
+                exceptions.InsufficientResourcesError,
+                exceptions.OperatorInterventionError,
+                exceptions.PostgresSystemError,
+            ),
+        )
+
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every stored message in store order, decoded to its original event class.
 

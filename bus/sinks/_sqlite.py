@@ -183,6 +183,13 @@ class SQLiteSink(Sink):
                 connection.execute("ROLLBACK")
             raise
 
+    def is_outage(self, error: Exception) -> bool:
+        """`OSError`s and SQLite's operational errors ("database or disk is full", "disk I/O
+        error", "database is locked", a table dropped by someone else): none is one event's
+        fault. A constraint (`sqlite3.IntegrityError`, a trigger's ``RAISE``) or a value SQLite
+        cannot store (`sqlite3.DataError`) is, and is not an outage."""
+        return isinstance(error, (OSError, sqlite3.OperationalError))
+
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         """Every stored message in insertion order, decoded to its original event class.
 

@@ -154,3 +154,48 @@ async def test_an_asyncio_cancelled_error_raised_by_hand_is_an_ordinary_crash_on
             await sup.ref("a").ask(LEAK, timeout=5)
         assert isinstance(caught.value.__cause__, asyncio.CancelledError)
         assert await sup.ref("a").ask(WHO, timeout=5) == 2
+
+
+class Closing(Actor):
+    """Raises ``GeneratorExit`` (as code driving a generator by hand may let one out) on ``LEAK``,
+    or from ``on_start`` when told to."""
+
+    def __init__(self, in_start: bool = False) -> None:
+        self.in_start = in_start
+
+    async def on_start(self) -> None:
+        if self.in_start:
+            raise GeneratorExit
+
+    async def receive(self, message: Any) -> Any:
+        if message == LEAK:
+            raise GeneratorExit
+        if message == WHO:
+            return self.context.incarnation
+        return message
+
+
+async def test_a_generator_exit_escaping_receive_is_a_crash_and_its_asker_gets_actor_crashed_error() -> None:
+    # on asyncio a GeneratorExit handed to the asker's task as itself closed its coroutines, so the
+    # block's exit failed with "coroutine ignored GeneratorExit"
+    async with open_supervisor([ChildSpec("a", Closing), ChildSpec("b", Closing)]) as sup:
+        with pytest.raises(ActorCrashedError) as caught:
+            await sup.ref("a").ask(LEAK, timeout=5)
+        assert isinstance(caught.value.__cause__, GeneratorExit)
+        await anyio.lowlevel.checkpoint()
+        assert await sup.ref("a").ask(WHO, timeout=5) == 2  # restarted once
+        assert await sup.ref("b").ask(WHO, timeout=5) == 1
+
+
+async def test_a_generator_exit_escaping_on_start_fails_the_start_with_actor_crashed_error() -> None:
+    with pytest.raises(ChildStartError) as caught:
+        async with open_supervisor([ChildSpec("a", lambda: Closing(in_start=True))]):
+            pytest.fail("the block must not run")
+    assert isinstance(caught.value.__cause__, ActorCrashedError)
+    assert isinstance(caught.value.__cause__.__cause__, GeneratorExit)
+
+
+def test_escaped_cancellation_counts_a_generator_exit_as_a_crash_outside_any_loop() -> None:
+    crash = escaped_cancellation("a", GeneratorExit())
+    assert isinstance(crash, ActorCrashedError)
+    assert "GeneratorExit" in str(crash)

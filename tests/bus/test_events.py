@@ -281,6 +281,14 @@ def test_describe_error_names_the_exception_type_with_its_module_outside_builtin
     assert describe_error(PaymentDeclined("card")) == f"{__name__}.PaymentDeclined: card"
 
 
+def test_describe_error_cuts_a_huge_text_and_says_how_much_it_left_out() -> None:
+    text = describe_error(ValueError("x" * 1_000_000))
+    assert text.startswith("ValueError: xxx")
+    assert text.endswith(f"... ({1_000_000 + len('ValueError: ') - 2000} more characters)")
+    assert len(text) < 2100
+    assert describe_error(ValueError("x" * 1000)) == "ValueError: " + "x" * 1000  # kept whole
+
+
 # --- headers and message ids are checked where contexts are made --------------------------------
 
 

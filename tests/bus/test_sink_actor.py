@@ -3,6 +3,7 @@ only that item's caller fails; a storage outage keeps the batch and retries it w
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,12 +31,20 @@ class Refused(Exception):
     """The storage's own refusal of one item (a constraint, a size limit)."""
 
 
+class StorageDown(Exception):
+    """A storage failure the sink cannot tell from an item's refusal (it is no `OSError`, so
+    `Sink.is_outage` says no): only splitting the batch finds out that everything fails."""
+
+
 class MemorySink(Sink):
     """Stores in a dict, with no thread: its failures are scripted per item or for everything."""
 
     def __init__(self, refuse: Callable[[Event], bool] = lambda _: False) -> None:
         self.refuse = refuse
         self.down = False
+        #: items the "disk" still has room for (None: no limit); a write that does not fit fails
+        #: with ENOSPC, as on a nearly full disk where small writes still succeed
+        self.room: int | None = None
         self.rows: dict[str, tuple[Event, MessageContext]] = {}
         self.writes: list[int] = []
         self.failed_writes = 0
@@ -66,12 +75,17 @@ class MemorySink(Sink):
         self.writes.append(len(batch))
         if self.down:
             self._failed()
-            raise OSError("storage unavailable")
+            raise StorageDown("storage unavailable")
+        if self.room is not None and len(batch) > self.room:
+            self._failed()
+            raise OSError(errno.ENOSPC, "No space left on device")
         if any(self.refuse(event) for event, _ in batch):
             self._failed()
             raise Refused("the storage refuses this item")
         for event, context in batch:
             self.rows.setdefault(context.message_id, (event, context))
+        if self.room is not None:
+            self.room -= len(batch)
 
     async def read(self, *, on_error: OnError = "raise") -> list[tuple[Event, MessageContext]]:
         return list(self.rows.values())
@@ -191,6 +205,30 @@ async def test_a_storage_outage_keeps_every_caller_waiting_and_stores_each_once_
     assert sorted(event.n for event, _ in sink.rows.values()) == list(range(30))  # type: ignore[attr-defined]
     # a split that finds no write succeeding stops early, rather than writing each item alone
     assert max(sink.writes) == 30
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", mock_clock_trio()])
+async def test_a_disk_that_fills_up_mid_batch_refuses_no_caller_and_stores_each_once_space_is_freed() -> (
+    None
+):
+    sink = MemorySink()
+    sink.room = 10  # the small writes of a split would fit, and then blame the items that do not
+    with anyio.fail_after(LIMIT):
+        async with BusTerminal(sinks=[sink]) as terminal, anyio.create_task_group() as tg:
+            outcomes: dict[int, str] = {}
+
+            async def run() -> None:
+                outcomes.update(await sink_all(terminal, range(30)))
+
+            tg.start_soon(run)
+            await sink.failures(3)
+            # a split (which needs no pause) would be over by now, its "culprits" refused; the
+            # whole batch's next try is a backoff (0.2 s or more) away
+            await anyio.sleep(0.02)
+            assert outcomes == {}  # a full disk is no one item's fault
+            sink.room = None  # space freed
+    assert outcomes == dict.fromkeys(range(30), "stored")
+    assert sorted(event.n for event, _ in sink.rows.values()) == list(range(30))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", mock_clock_trio()])

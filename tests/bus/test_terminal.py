@@ -265,3 +265,75 @@ async def test_a_cancelled_exit_still_closes_the_bus() -> None:
         stats = terminal.statistics()
         assert stats.in_flight == 0
         assert stats.dead_letters == 2
+
+
+async def test_a_terminal_entered_by_two_tasks_at_once_runs_once_and_refuses_the_other(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def listen(event: TodoCreated) -> None:
+        seen.append(event.name)
+
+    registry = MessageRegistry()
+    registry.register(listen)
+    # a sink makes the start await (its file opens in a thread), so the two starts overlap
+    terminal = BusTerminal(registry, sinks=[SQLiteSink(tmp_path / "e.db")])
+    outcomes: dict[str, str] = {}
+
+    async def user(name: str) -> None:
+        try:
+            async with terminal:
+                await anyio.sleep(0.1)
+                await terminal.bus.publish(TodoCreated(name, ""))
+            outcomes[name] = "ran"
+        except BusError as exc:
+            outcomes[name] = "refused" if "already running" in str(exc) else repr(exc)
+
+    with anyio.fail_after(LIMIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(user, "a")
+            tg.start_soon(user, "b")
+        assert sorted(outcomes.values()) == ["ran", "refused"]
+        assert len(seen) == 1
+        # and it can run again afterwards
+        async with terminal:
+            await terminal.bus.publish(TodoCreated("again", ""))
+    assert seen[-1] == "again"
+
+
+async def test_a_start_error_raised_from_aenter_keeps_its_own_cause_and_context() -> None:
+    registry = MessageRegistry()
+
+    @registry.factory
+    def make_repo() -> Repo:
+        try:
+            raise KeyError("the driver's own error")
+        except KeyError as exc:
+            raise ProviderFailed("database is down") from exc
+
+    @registry.factory
+    def make_cache() -> Cache:
+        try:
+            raise OSError("first attempt")
+        except OSError:
+            raise ProviderFailed("cache is down") from None
+
+    @registry.register
+    async def needs_repo(event: TodoCreated, ctx: MessageContext, repo: Repo) -> None: ...
+
+    with anyio.fail_after(LIMIT), pytest.raises(ProviderFailed, match="^database is down$") as info:
+        async with BusTerminal(registry):
+            pytest.fail("the terminal must not start")
+    # the bus used to raise it "from None", wiping the provider's own chain
+    assert isinstance(info.value.__cause__, KeyError)
+
+    registry = MessageRegistry()
+    registry.factory(make_cache)
+
+    @registry.register
+    async def needs_cache(event: TodoCreated, ctx: MessageContext, cache: Cache) -> None: ...
+
+    with anyio.fail_after(LIMIT), pytest.raises(ProviderFailed, match="^cache is down$") as info:
+        async with BusTerminal(registry):
+            pytest.fail("the terminal must not start")
+    assert info.value.__cause__ is None
+    assert isinstance(info.value.__context__, OSError)  # kept, though not shown (from None)

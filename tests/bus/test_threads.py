@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from bus import BusError, BusTerminal, Event, EventBus, MessageRegistry
 from bus.sinks import JSONLinesSink
+from tests.supervisor.test_idle_actors import call_outside_any_task
 
 pytestmark = pytest.mark.anyio
 
@@ -87,6 +88,10 @@ def in_own_loop(make: Callable[[], Coroutine[Any, Any, None]]) -> BaseException 
     return None
 
 
+async def discard(call: Awaitable[object]) -> None:
+    await call
+
+
 async def test_every_bus_method_called_from_another_event_loop_raises_bus_error(tmp_path: Path) -> None:
     handled: list[int] = []
 
@@ -105,6 +110,8 @@ async def test_every_bus_method_called_from_another_event_loop_raises_bus_error(
             "emit": lambda: bus.emit(Ordered(2)),
             "sink": lambda: bus.sink(Ordered(3)),
             "emit_nowait": lambda: nowait(bus),
+            "sink_many": lambda: discard(bus.sink_many([Ordered(7)])),
+            "drain": terminal.drain,
         }
         for method, make in calls.items():
             error = await anyio.to_thread.run_sync(in_own_loop, make)
@@ -134,3 +141,34 @@ async def test_emit_nowait_from_a_thread_the_bus_does_not_know_raises_bus_error(
         await anyio.to_thread.run_sync(thread.join)
     assert len(errors) == 1
     assert isinstance(errors[0], BusError)
+
+
+async def test_emit_nowait_from_an_event_loop_callback_outside_any_task_is_delivered() -> None:
+    """A signal handler (``loop.add_signal_handler``), a ``call_soon`` callback or a protocol's
+    callback runs in the loop's thread but in no task. An emit from there to an idle handler used
+    to fail half-way on asyncio: counted as in flight but never queued, so drain() never returned."""
+    handled: list[int] = []
+    errors: list[BaseException] = []
+
+    async def handler(event: Ordered) -> None:
+        handled.append(event.n)
+
+    registry = MessageRegistry()
+    registry.register(handler)
+    with anyio.fail_after(30):
+        async with BusTerminal(registry) as terminal:
+
+            def emit(n: int) -> None:
+                try:
+                    terminal.bus.emit_nowait(Ordered(n))
+                except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                    errors.append(exc)
+
+            call_outside_any_task(emit, 1)
+            with anyio.fail_after(10):
+                while not (handled or errors):  # noqa: ASYNC110 - nothing to wait on but the list
+                    await anyio.sleep(0.001)
+            await terminal.drain()
+            assert errors == []
+            assert handled == [1]
+            assert terminal.statistics().in_flight == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from actors import Actor
@@ -77,3 +78,71 @@ async def test_a_base_exception_from_an_actor_stops_the_others_in_order_then_lea
     # k's incarnation ended with the exception (its on_stop does not run: it did not crash with an
     # Exception); the others stop newest-first, each with its end hook
     assert stopped == ["z", "a"]
+
+
+@pytest.mark.parametrize("where", ["message", "on_stop"])
+async def test_a_base_exception_raised_while_the_tree_stops_still_leaves_as_itself(where: str) -> None:
+    """The block leaves while an actor finishes its last message (or runs its ``on_stop``) and
+    raises ``SystemExit``: the exception is not lost because its supervisor was stopping it."""
+    release = anyio.Event()
+    stopped: list[str] = []
+
+    class Exiting(Actor):
+        async def on_stop(self) -> None:
+            stopped.append(self.context.name)
+            if where == "on_stop":
+                raise SystemExit(3)
+
+        async def receive(self, message: Any) -> None:
+            await release.wait()
+            if where == "message":
+                raise SystemExit(3)
+
+    class Worker(Actor):
+        async def on_stop(self) -> None:
+            stopped.append(self.context.name)
+
+        async def receive(self, message: Any) -> None: ...
+
+    nested = ChildSpec("mid", SupervisorSpec([ChildSpec("x", Exiting)]))
+    with pytest.raises(SystemExit) as raised:
+        async with open_supervisor([ChildSpec("first", Worker), nested, ChildSpec("last", Worker)]) as root:
+            await root.supervisor("mid").ref("x").tell("go")
+            release.set()  # x raises while the tree stops, not before
+    assert raised.value.code == 3
+    # the tree still stopped in order, newest first
+    assert stopped[0] == "last"
+    assert stopped[-1] == "first"
+
+
+async def test_a_base_exception_from_a_told_actor_cancels_the_block_and_leaves_as_itself() -> None:
+    """Nobody asked: the tree ends, the block is cancelled, and the exception leaves the
+    ``async with`` (on asyncio it used to leave the event loop from the root's task instead)."""
+
+    class Exiting(Actor):
+        async def receive(self, message: Any) -> None:
+            raise SystemExit(3)
+
+    reached: list[str] = []
+    with pytest.raises(SystemExit) as raised:
+        async with open_supervisor([ChildSpec("x", Exiting)]) as root:
+            await root.ref("x").tell("go")
+            await anyio.sleep_forever()
+    reached.append("after the block")
+    assert raised.value.code == 3
+    assert reached == ["after the block"]
+
+
+async def test_a_base_exception_from_on_start_leaves_open_supervisor_as_itself() -> None:
+    class Exiting(Actor):
+        async def on_start(self) -> None:
+            raise SystemExit(4)
+
+        async def receive(self, message: Any) -> None: ...
+
+    entered: list[str] = []
+    with pytest.raises(SystemExit) as raised:
+        async with open_supervisor([ChildSpec("x", Exiting)]):
+            entered.append("body")
+    assert raised.value.code == 4
+    assert entered == []

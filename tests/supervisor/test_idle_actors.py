@@ -5,13 +5,17 @@ between: its state, one ``on_start`` and one ``on_stop`` per incarnation, and ev
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import tracemalloc
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
+import trio
 
 from actors import Actor, Redelivery, Terminated
 from supervisor import (
@@ -408,3 +412,54 @@ async def test_an_on_activate_that_raises_crashes_the_incarnation_and_the_restar
             assert await sup.ref("flaky").ask("hello", timeout=20) == "hello"
             assert [child.restarts for child in sup.which_children()] == [2]
     assert FailsToActivateTwice.activations == 3
+
+
+def call_outside_any_task(function: Any, *args: Any) -> None:
+    """Run ``function(*args)`` soon in the event loop's thread but in no task: an asyncio loop
+    callback (as ``call_soon``, a signal handler or a protocol's runs), trio's ``run_sync_soon``."""
+    if sniffio.current_async_library() == "asyncio":
+        # in an empty context, as a callback set up by plain asyncio code (asyncio.run, uvicorn)
+        # runs: under anyio's runner the callback would inherit the variable naming the library
+        asyncio.get_running_loop().call_soon(function, *args, context=contextvars.Context())
+    else:
+        trio.lowlevel.current_trio_token().run_sync_soon(function, *args)
+
+
+async def test_a_tell_from_outside_any_task_wakes_an_idle_actor() -> None:
+    """On asyncio the activation used to fail there (anyio can start nothing outside a task): the
+    message was lost, and the actor wedged for good (a mailbox no longer idle, with no task)."""
+    journal = Journal()
+    errors: list[BaseException] = []
+
+    def tell(ref: Any, message: str) -> None:
+        try:
+            ref.tell_nowait(message)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    with anyio.fail_after(30):
+        async with open_supervisor([ChildSpec("t", lambda: Tally(journal))], linger=LINGER) as root:
+            ref = root.ref("t")
+            assert ref.statistics().idle  # nothing to do yet: no task
+            call_outside_any_task(tell, ref, "one")
+            await wait_until(lambda: journal.received["t"] == ["one"] or bool(errors))
+            assert errors == []
+            # and it is not wedged: the next message, from a task, is processed as well
+            assert await ref.ask("two", timeout=10) == 2
+
+
+async def test_an_actor_woken_from_outside_any_task_just_before_the_tree_stops_is_stopped_in_order() -> None:
+    """Its activation may still be to come when the stop begins: it runs its ``on_stop`` all the
+    same, and the message that woke it is processed or dead-lettered, never dropped unseen."""
+    journal = Journal()
+    hub, letters = collect_dead_letters()
+    with anyio.fail_after(30):
+        async with open_supervisor(
+            [ChildSpec("t", lambda: Tally(journal))], linger=LINGER, dead_letters=hub
+        ) as root:
+            ref = root.ref("t")
+            call_outside_any_task(ref.tell_nowait, "one")
+            # the callback runs at the next turn of the loop, the stop request right after it
+            await anyio.lowlevel.checkpoint()
+    assert journal.of("stop") == ["t"]
+    assert journal.received["t"] == ["one"] or [letter.message for letter in letters] == ["one"]

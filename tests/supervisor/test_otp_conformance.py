@@ -736,7 +736,7 @@ class Raising(Scripted):
         return await super().receive(message)
 
 
-@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit, GeneratorExit], ids=lambda k: k.__name__)
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit], ids=lambda k: k.__name__)
 async def test_a_base_exception_from_a_child_stops_the_tree_in_order_and_leaves_as_itself(kind: type) -> None:
     journal = Journal()
     error = kind()

@@ -4,6 +4,7 @@ sinking process."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import pytest
 
@@ -20,6 +22,7 @@ from bus import BusTerminal, MessageRegistry, SinkError
 from bus.sinks import PostgresSink, Sink
 from tests.bus.sinks import test_sink_contract as contract
 from tests.servers import PostgresServer, free_port, running_postgres
+from tests.strategies import SampleRow
 
 pytestmark = pytest.mark.anyio
 
@@ -273,3 +276,53 @@ async def test_a_row_that_does_not_decode_can_be_skipped_and_is_named_by_seq(
     [error] = errors
     assert f"table {table}, seq 2 (message_id 'gone-type')" in str(error)
     assert "__type_name__ = '__main__.Gone'" in str(error)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["stopped", "killed"])
+async def test_sink_callers_wait_out_a_server_restart_and_each_event_is_stored_once(
+    postgres_server: PostgresServer, store: Path, kill: bool
+) -> None:
+    table = table_for(store)
+    outcomes: dict[int, str] = {}
+
+    async def caller(terminal: BusTerminal, n: int) -> None:
+        try:
+            await terminal.bus.sink(SampleRow(n, "row"), message_id=f"row-{n}")
+            outcomes[n] = "stored"
+        except Exception as exc:  # noqa: BLE001 -- any error is the failure this test looks for
+            outcomes[n] = repr(exc)
+
+    try:
+        with anyio.fail_after(60):
+            async with BusTerminal(
+                MessageRegistry(), sinks=[PostgresSink(postgres_server.dsn, table=table)]
+            ) as terminal, anyio.create_task_group() as tg:
+                for n in range(20):
+                    await terminal.bus.sink(SampleRow(n, "row"), message_id=f"row-{n}")
+                for n in range(20, 60):
+                    tg.start_soon(caller, terminal, n)
+                await anyio.lowlevel.checkpoint()  # the callers' first batch is on its way
+                await anyio.to_thread.run_sync(functools.partial(postgres_server.stop, kill=kill))
+                for n in range(60, 80):
+                    tg.start_soon(caller, terminal, n)
+                await anyio.sleep(1.0)  # the sink fails, backs off and retries meanwhile
+                assert all(n not in outcomes for n in range(60, 80))
+                await anyio.to_thread.run_sync(postgres_server.start)
+    finally:
+        if postgres_server.process is None:
+            postgres_server.start()  # the other tests share this server
+    assert outcomes == dict.fromkeys(range(20, 80), "stored")
+    async with PostgresSink(postgres_server.dsn, table=table) as reader:
+        rows = [event.row for event, _ in await reader.read()]  # type: ignore[attr-defined]
+    assert sorted(rows) == list(range(80))
+
+
+def test_errors_of_the_server_or_connection_are_outages_and_an_items_refusal_is_not() -> None:
+    sink = PostgresSink("postgresql://postgres@127.0.0.1:5432/postgres")
+    assert sink.is_outage(ConnectionRefusedError())
+    assert sink.is_outage(asyncpg.exceptions.ConnectionDoesNotExistError("closed"))
+    assert sink.is_outage(asyncpg.exceptions.DiskFullError("no space"))
+    assert sink.is_outage(asyncpg.exceptions.AdminShutdownError("shutting down"))
+    assert sink.is_outage(asyncpg.InterfaceError("connection is closed"))
+    assert not sink.is_outage(asyncpg.exceptions.UniqueViolationError("dup"))
+    assert not sink.is_outage(asyncpg.exceptions.StringDataRightTruncationError("too long"))

@@ -188,3 +188,13 @@ async def test_a_table_of_that_name_made_for_something_else_is_refused_and_left_
     db.close()
     async with SQLiteSink(path, table="bus_events") as other:  # another table is fine
         await other.write(messages("a"))
+
+
+def test_errors_of_the_database_as_a_whole_are_outages_and_an_items_refusal_is_not(tmp_path: Path) -> None:
+    sink = SQLiteSink(tmp_path / "e.db")
+    assert sink.is_outage(sqlite3.OperationalError("database or disk is full"))
+    assert sink.is_outage(sqlite3.OperationalError("database is locked"))
+    assert sink.is_outage(OSError(27, "File too large"))
+    assert not sink.is_outage(sqlite3.IntegrityError("thirteen is refused"))
+    assert not sink.is_outage(sqlite3.DataError("string or blob too big"))
+    assert not sink.is_outage(ValueError("anything else"))
