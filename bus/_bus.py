@@ -28,6 +28,7 @@ from bus._errors import (
     SinkUnsetError,
 )
 from bus._events import (
+    Emitted,
     Event,
     MessageContext,
     Stamp,
@@ -184,8 +185,9 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting
-        if headers is None:  # the delivery is built inline (see bus._events.Stamp), as in emit_nowait
-            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+        delivery: Emitted | tuple[Event, MessageContext]
+        if headers is None:  # as in emit_nowait
+            delivery = Emitted(event, next(_events._counter), _now_ns(), self._context)
         else:
             delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
@@ -259,8 +261,9 @@ class EventBus(BusHandle, Generic[E]):
         if not mailboxes:
             dispatcher.unrouted += 1
             return
+        delivery: Emitted | tuple[Event, MessageContext]
         if headers is None:
-            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+            delivery = Emitted(event, next(_events._counter), _now_ns(), self._context)
         else:
             delivery = (event, self._new_context(headers))
         for guarded in route.room_checks:
@@ -284,7 +287,9 @@ class EventBus(BusHandle, Generic[E]):
             routes = [found or route(event) for found, event in zip(routes, batch, strict=True)]
         return batch, routes  # type: ignore[return-value]  # no None left
 
-    async def _emit_waiting(self, route: Route, delivery: tuple[Any, ...]) -> None:
+    async def _emit_waiting(
+        self, route: Route, delivery: Emitted | tuple[Event, MessageContext]
+    ) -> None:
         """The slow path of ``emit``: some mailbox is full, so wait for room in each in turn."""
         dispatcher = self._dispatcher
         chain = CURRENT_CHAIN.get()
@@ -340,9 +345,10 @@ class EventBus(BusHandle, Generic[E]):
             dispatcher.unrouted += 1
             return
         # bad headers raise here, before counting
+        delivery: Emitted | tuple[Event, MessageContext]
         if headers is None:
-            # the delivery is built inline (see bus._events.Stamp): this is the hot path of every emit_nowait
-            delivery: tuple[Any, ...] = (event, next(_events._counter), _now_ns(), self._context)
+            # the hot path of every emit_nowait: an Emitted, which the cyclic GC does not track
+            delivery = Emitted(event, next(_events._counter), _now_ns(), self._context)
         else:
             delivery = (event, self._new_context(headers))
         dispatcher.emitted += 1
@@ -420,7 +426,7 @@ class EventBus(BusHandle, Generic[E]):
                     dispatcher.unrouted += 1
                     continue
                 delivery = (
-                    (event, next(_events._counter), _now_ns(), parent)
+                    Emitted(event, next(_events._counter), _now_ns(), parent)
                     if headers is None
                     else (event, self._new_context(headers))
                 )
@@ -549,10 +555,10 @@ class EventBus(BusHandle, Generic[E]):
         return f"<EventBus context={self._context!r}>"
 
 
-def _stamped(events: Sequence[Any], parent: MessageContext | None) -> list[tuple[Any, ...]]:
-    """The local deliveries of ``events``, each its own message: ``(event, sequence, time_ns,
-    parent)`` as ``emit`` builds it (bus._events.Stamp), drawn in order, built in C."""
-    return list(zip(events, _events._counter, iter(_now_ns, None), repeat(parent)))
+def _stamped(events: Sequence[Any], parent: MessageContext | None) -> list[Emitted]:
+    """The local deliveries of ``events``, each its own message: an `Emitted` as ``emit`` builds
+    it, stamps drawn in order, built in C."""
+    return list(map(Emitted, events, _events._counter, iter(_now_ns, None), repeat(parent)))
 
 
 async def _ask(slot: HandlerSlot, request: Request) -> None:

@@ -28,6 +28,7 @@ from bus._errors import BusClosedError
 from bus._events import (
     NOTICE_EVENTS,
     DeadLetter,
+    Emitted,
     Event,
     HandlerStopped,
     MessageContext,
@@ -381,14 +382,17 @@ class Dispatcher:
     def on_dead_letter(self, letter: RuntimeDeadLetter) -> None:
         """Listener on the tree's dead letters: emitted deliveries become ``DeadLetter`` events."""
         message: Any = letter.message
-        if type(message) is tuple and len(message) in (2, 4):  # an emitted delivery
+        # an emitted delivery: a local emit, or (event, context) (a notice, headers); a publish's
+        # payload (a 3-tuple or a bare event) is failed to its publisher, a transport's Delivery
+        # goes to the transport
+        if type(message) is Emitted or (type(message) is tuple and len(message) == 2):
             crashed = self._slots_by_name.get(letter.recipient)
             if letter.reason is DeadLetterReason.CRASHED and crashed is not None:
                 # the actor restarts next (and says so with HandlerRestarted): drain() waits for it
                 crashed.held += 1
             else:
                 self.done_one()
-            event = message[0]
+            event = message.event if type(message) is Emitted else message[0]
             context = delivery_context(message)
             self.dead_letters += 1
             error = describe_error(letter.error) if letter.error is not None else ""

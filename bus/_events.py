@@ -302,20 +302,40 @@ class MessageContext(msgspec.Struct, frozen=True, gc=False):
         return msgspec.structs.replace(self, attempt=attempt)
 
 
-#: A message's identity captured when it is sent, before any ``MessageContext`` exists: its
-#: sequence number (the id's digits), the wall-clock time in nanoseconds, and the context of the
-#: message whose handler sent it (None for a root message). ``context_of`` turns it into the context.
-#: The send paths in bus/_bus.py build it inline, ``(next(_counter), _now_ns(), parent)``, and an
-#: emitted delivery carries it flat, ``(event, *stamp)``: one object per message on the hot path.
+#: A published message's identity captured when it is sent, before any ``MessageContext`` exists:
+#: its sequence number (the id's digits), the wall-clock time in nanoseconds, and the context of
+#: the message whose handler sent it (None for a root message). ``context_of`` turns it into the
+#: context. ``publish`` builds it inline, ``(next(_counter), _now_ns(), parent)``; an emit carries
+#: the same three values in an `Emitted`.
 Stamp = tuple[int, int, "MessageContext | None"]
 
 
-def delivery_context(delivery: Sequence[Any]) -> MessageContext:
-    """The ``MessageContext`` of an emitted delivery: ``(event, context)`` (a notice, a message
-    with headers, a transport's delivery) or ``(event, *stamp)`` (see `Stamp`)."""
-    if len(delivery) == 2:
-        return context_of(delivery[1])
-    return context_of((delivery[1], delivery[2], delivery[3]))
+@final
+class Emitted(msgspec.Struct, frozen=True, gc=False):
+    """A local emit on its way through a handler's mailbox: the event and its stamp (see `Stamp`),
+    built once per message and shared by every handler of a fan-out.
+
+    Not a tuple: a tuple holding an event (a GC type) stays tracked by the cyclic GC, so a backlog
+    of queued emits fed the collector and every collection walked the whole backlog. This type is
+    untracked (``gc=False``), which is safe only because an ``Emitted`` can never be part of a
+    reference cycle: what it refers to (the event, two ints, the parent context) exists before it,
+    and nothing reachable from those is ever given a reference back to it. The bus hands no
+    ``Emitted`` to user code: it lives in mailboxes and the actor loop's locals, and a dead
+    letter copies its event and context out.
+    """
+
+    event: Any
+    sequence: int
+    time_ns: int
+    parent: MessageContext | None
+
+
+def delivery_context(delivery: Emitted | Sequence[Any]) -> MessageContext:
+    """The ``MessageContext`` of an emitted delivery: an `Emitted`, or ``(event, context)`` (a
+    notice, a message with headers, a transport's delivery)."""
+    if type(delivery) is Emitted:
+        return context_of((delivery.sequence, delivery.time_ns, delivery.parent))
+    return context_of(delivery[1])
 
 
 def context_of(value: MessageContext | Stamp) -> MessageContext:

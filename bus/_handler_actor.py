@@ -19,6 +19,7 @@ from bus._dispatch import CURRENT_CHAIN, HandlerSlot
 from bus._errors import HandlerCancelledError
 from bus._events import (
     NOTICE_EVENTS,
+    Emitted,
     Event,
     HandlerRestarted,
     MessageContext,
@@ -35,8 +36,9 @@ _NO_DEPS: Mapping[str, object] = MappingProxyType({})
 
 
 class HandlerActor(Actor):
-    """Calls its handler for each delivery ``(event, context)`` (emit) or ``(event, context, None)``
-    (publish). Dependencies live as long as the incarnation: a restart gets fresh ones."""
+    """Calls its handler for each delivery: an `Emitted` or ``(event, context)`` (emit), or
+    ``(event, context or stamp, None)`` or the bare event (publish). Dependencies live as long as
+    the incarnation: a restart gets fresh ones."""
 
     __slots__ = ("_bare", "_dispatcher", "_func", "_plain", "_slot", "_with_context")
 
@@ -98,7 +100,7 @@ class HandlerActor(Actor):
         CURRENT_CHAIN.set((self._slot,))
 
     def direct(self) -> DirectPath | None:
-        # a local emit ``(event, *stamp)`` or a publish to an ``async def handler(event)`` or
+        # a local emit (an `Emitted`) or a publish to an ``async def handler(event)`` or
         # ``(event, ctx)``: the actor loop awaits the user's coroutine itself (one coroutine
         # layer, not two)
         if not self._plain:
@@ -109,8 +111,8 @@ class HandlerActor(Actor):
         if self._with_context:
 
             def start(message: Any) -> Awaitable[Any] | None:
-                if len(message) == 4:
-                    return func(message[0], delivery_context(message))  # type: ignore[no-any-return]
+                if type(message) is Emitted:
+                    return func(message.event, delivery_context(message))  # type: ignore[no-any-return]
                 return None
 
             def ask(message: Any) -> Awaitable[Any] | None:
@@ -121,8 +123,8 @@ class HandlerActor(Actor):
         else:
 
             def start(message: Any) -> Awaitable[Any] | None:
-                if len(message) == 4:
-                    return func(message[0])  # type: ignore[no-any-return]
+                if type(message) is Emitted:
+                    return func(message.event)  # type: ignore[no-any-return]
                 return None
 
             # a publish sends such a handler the bare event (``Route.bare``): the loop calls it as is
@@ -139,8 +141,12 @@ class HandlerActor(Actor):
         return DirectPath(start, done, self._direct_failed, ask)
 
     def _direct_failed(self, message: Any, error: BaseException) -> BaseException:
-        # an emitted delivery (a tuple), or a publish's payload: a tuple, or the bare event
-        event = message[0] if type(message) is tuple else message
+        # a local emit, or a publish's payload: a tuple, or the bare event
+        event = (
+            message.event
+            if type(message) is Emitted
+            else message[0] if type(message) is tuple else message
+        )
         if isinstance(error, Exception):
             self._failed(error, event)
         elif isinstance(error, asyncio.CancelledError) and _foreign(error):
@@ -201,34 +207,15 @@ class HandlerActor(Actor):
                 )
 
     async def receive(self, message: Any) -> Any:
-        size = len(message)
-        if self._bare and size != 2:
-            # the common cases, checked first: an ``async def handler(event)`` gets a local emit
-            # ``(event, *stamp)`` or a publish ``(event, context or stamp, None)``; it is called
-            # here, one coroutine layer less than handle()
-            event = message[0]
-            try:
-                await self._func(event)
-            except Exception as exc:
-                self._failed(exc, event)
-                raise
-            except asyncio.CancelledError as exc:
-                if not _foreign(exc):
-                    raise
-                raise self._cancelled(event) from exc
-            except GeneratorExit as exc:
-                raise self._generator_exit(event) from exc
-            if size == 4:  # emitted: counted done once processed, for drain()
-                dispatcher = self._dispatcher
-                dispatcher.pending -= 1
-                if dispatcher.pending <= 0 and dispatcher.drain_waiters:
-                    dispatcher.wake_drainers()
-            return
-        if size == 3:  # published, to a handler that takes more than the event
+        # what the direct path (see ``direct``) left to this method: redeliveries, handlers that are
+        # not a plain ``async def``, emits that carry a context, and publishes
+        if type(message) is Emitted:
+            event = message.event
+        elif len(message) == 3:  # published: (event, context or stamp, None)
             await self.handle(message[0], message[1])
             return
-        # emitted: (event, *stamp) or (event, context); counted done once processed, for drain()
-        event = message[0]
+        else:  # emitted with a context: a notice, headers, or a transport's delivery
+            event = message[0]
         if self._plain:
             try:
                 if self._with_context:
@@ -247,10 +234,11 @@ class HandlerActor(Actor):
                 raise self._generator_exit(event) from exc
         else:
             await self.handle(event, self._delivery_context(message))
+        # emitted: counted done once processed, for drain()
         dispatcher = self._dispatcher
         dispatcher.pending -= 1
-        if type(message) is not tuple:  # a transport's delivery: acknowledge it upstream
-            message.settle()
+        if type(message) is not Emitted and type(message) is not tuple:
+            message.settle()  # a transport's delivery: acknowledge it upstream
         if dispatcher.pending <= 0 and dispatcher.drain_waiters:
             dispatcher.wake_drainers()
 
