@@ -25,9 +25,6 @@ MAX_BATCH = 1000
 #: told to the sink actor when a batch opens while the actor is idle
 WAKE = object()
 
-#: the least number of single-event callers in a batch that starts a burst for it to be split
-PIPELINE_MIN = 32
-
 #: failed writes in a row, with none succeeding, after which a split batch is deemed an outage
 OUTAGE_AFTER = 8
 
@@ -37,18 +34,7 @@ Pair = tuple[Event, MessageContext]
 class SinkBatch:
     """Events written to one sink in one ``write``, and the callers waiting for it."""
 
-    __slots__ = (
-        "absorbed",
-        "closed",
-        "detached",
-        "done",
-        "errors",
-        "grouped",
-        "pairs",
-        "sealed",
-        "tried",
-        "waiters",
-    )
+    __slots__ = ("absorbed", "closed", "done", "errors", "pairs", "sealed", "waiters")
 
     def __init__(self) -> None:
         self.pairs: list[Pair] = []
@@ -58,15 +44,8 @@ class SinkBatch:
         self.waiters: list[Any] = []
         #: message id -> the error of an item refused by the storage on its own (a poison item)
         self.errors: dict[str, BaseException] = {}
-        #: set once the actor started writing it (or split it off): later callers open the next batch
+        #: set once the actor started writing it: later callers open the next batch
         self.sealed = False
-        #: the actor wrote it and the write failed: the retry takes in the batches behind it
-        self.tried = False
-        #: some caller added several events (or may await it later): its callers cannot be split
-        self.grouped = False
-        #: split off another batch by the actor: its callers hold that other batch, so the terminal
-        #: stopping reaches them as an exception on their own futures
-        self.detached = False
         self.closed: BusClosedError | None = None
         #: later batches merged into this one on a retry: they finish with it
         self.absorbed: list[SinkBatch] = []
@@ -78,13 +57,9 @@ class SinkBatch:
                 batch.done = True
                 batch.errors = self.errors
                 batch.closed = closed
-                fail = closed is not None and batch.detached
                 for waiter in batch.waiters:
                     if not waiter.done():
-                        if fail:
-                            waiter.set_exception(closed)
-                        else:
-                            waiter.set_result(None)
+                        waiter.set_result(None)
                 batch.waiters = []
 
     async def outcome(self, message_ids: list[str], new_future: FutureFactory) -> None:
@@ -127,7 +102,6 @@ class SinkSlot:
         """Add ``pairs`` to the open batch (opening one if need be) and return it."""
         batch = self._open_batch()
         batch.pairs += pairs
-        batch.grouped = True
         return batch
 
     def submit_one(self, pair: Pair) -> SinkBatch:
@@ -190,14 +164,10 @@ class SinkActor(Actor):
 
     async def _write_all(self) -> None:
         slot = self._slot
-        first = True
         while slot.batches and not slot.closed:
             batches = slot.batches
             batch = batches[0]
-            if first and not batch.sealed and len(batches) == 1:
-                _pipeline(batch, batches)
-            first = False
-            if batch.tried:
+            if batch.sealed:
                 # written before and failed: take in what waits behind it, so that a split
                 # finds out whether the storage works (for those) or is down (for all)
                 while len(batches) > 1 and len(batch.pairs) < MAX_BATCH:
@@ -205,7 +175,7 @@ class SinkActor(Actor):
                     batch.pairs += later.pairs
                     del batches[1]
                     batch.absorbed.append(later)
-            batch.sealed = batch.tried = True
+            batch.sealed = True
             await self._write(batch)
             if batches and batches[0] is batch:
                 batches.popleft()
@@ -300,28 +270,3 @@ class SinkActor(Actor):
             context.message_id,
             error,
         )
-
-
-def _pipeline(batch: SinkBatch, batches: collections.deque[SinkBatch]) -> None:
-    """Split a batch of many single-event callers in two, the second half queued behind it.
-
-    With every caller awaiting its own event, all of them are in the batch being written and the
-    event loop idles while the worker thread commits. Written in two halves, the callers of the
-    first half resume (and fill the next batch) while the second half is written; from then on
-    the two groups alternate by themselves, so only the batch that starts a burst is split.
-    """
-    pairs = batch.pairs
-    count = len(pairs)
-    # one waiter per event, appended by its caller as it joined: waiters[i] waits for pairs[i]
-    if batch.grouped or count < PIPELINE_MIN or len(batch.waiters) != count:
-        return
-    half = count // 2
-    rest = SinkBatch()
-    rest.pairs = pairs[half:]
-    rest.waiters = batch.waiters[half:]
-    # shared: the callers of ``rest`` look their errors up in ``batch``
-    rest.errors = batch.errors
-    rest.sealed = rest.detached = True
-    batch.pairs = pairs[:half]
-    batch.waiters = batch.waiters[:half]
-    batches.append(rest)
