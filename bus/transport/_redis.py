@@ -189,6 +189,9 @@ class RedisStreams(Transport):
         """Close the connections."""
         client, self._client = self._client, None
         self._append = None
+        if self._writer is not None:
+            # the tree, the writer included, has stopped: what it did not write is lost
+            self._writer.abandon()
         if client is not None:
             await client.aclose()
 

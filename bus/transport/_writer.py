@@ -39,6 +39,8 @@ class WriterState:
     def __init__(self, transport: RedisStreams) -> None:
         self.transport = transport
         self.items: list[WriteItem] = []
+        #: the batch being written: out of ``items``, not yet written (back in ``items`` if it fails)
+        self.in_flight: list[WriteItem] = []
         self.ref: ActorRef | None = None
         self.woken = False
         self.since_trim = 0
@@ -52,20 +54,34 @@ class WriterState:
             self.ref.tell_nowait(_WAKE)
 
     async def flushed(self) -> None:
-        """Return once every queued entry is written (at most ``write_timeout`` seconds)."""
+        """Return once every queued entry is written, the batch in flight included (at most
+        ``write_timeout`` seconds)."""
         with anyio.move_on_after(self.transport.write_timeout):
-            if self.items:
+            if self.items or self.in_flight:
                 self.empty = anyio.Event()
                 await self.empty.wait()
-        if self.items:
-            self.transport.counts.lost_nowait += sum(
-                1 for item in self.items if item.future is None
-            )
-            logger.error(
-                "%d emitted entries were not written to Redis at %s before stopping",
-                len(self.items),
-                self.transport.where,
-            )
+
+    def abandon(self) -> None:
+        """Once the writer has stopped for good: what it never wrote is lost. ``emit_nowait``
+        entries are counted (``lost_nowait``) and logged; an ``emit`` still waiting fails.
+
+        Counted here, after the writer's last attempt (its ``on_stop``), and with the batch that
+        was in flight when it stopped: counted at the flush, an entry whose write was under way
+        and then failed went uncounted."""
+        left, self.items, self.in_flight = [*self.in_flight, *self.items], [], []
+        if not left:
+            return
+        lost = sum(1 for item in left if item.future is None)
+        self.transport.counts.lost_nowait += lost
+        logger.error(
+            "%d emitted entries were not written to Redis at %s before stopping",
+            len(left),
+            self.transport.where,
+        )
+        stopped = TransportError(f"the transport stopped before writing to Redis at {self.transport.where}")
+        for item in left:
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(stopped)
 
 
 class WriterActor(Actor):
@@ -101,9 +117,11 @@ class WriterActor(Actor):
             while state.items:
                 batch = state.items[:MAX_BATCH]
                 del state.items[:MAX_BATCH]
+                state.in_flight = batch
                 try:
                     await transport.write(batch)
                 except Exception as error:
+                    state.in_flight = []
                     keep = [item for item in batch if item.future is None]
                     state.items[:0] = keep
                     failure = TransportError(
@@ -113,6 +131,7 @@ class WriterActor(Actor):
                         if item.future is not None and not item.future.done():
                             item.future.set_exception(failure)
                     raise failure from error
+                state.in_flight = []
                 for item in batch:
                     if item.future is not None and not item.future.done():
                         item.future.set_result(None)

@@ -4,6 +4,8 @@ handled again once Redis is back."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -53,4 +55,38 @@ async def test_leaving_the_terminal_while_redis_is_down_takes_no_longer_than_the
             await eventually(lambda: 100 in seen, "processing resumed")
         assert sorted(n for n in seen if n != 100) == list(range(5))
     finally:
+        server.stop()
+
+
+async def test_an_emit_nowait_entry_whose_write_is_under_way_when_the_terminal_stops_is_counted_lost(
+    tmp_path: Path,
+) -> None:
+    # Redis frozen (SIGSTOP) holds the entry's write in flight through the flush; the write then
+    # fails at the client's timeout. It used to be counted nowhere (the flush saw an empty queue).
+    seen: list[int] = []
+    registry = MessageRegistry()
+
+    @registry
+    async def on_placed(event: Placed) -> None:
+        seen.append(event.amount)
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    frozen = False
+    try:
+        transport = RedisStreams(server.url, namespace=namespace(), connect_timeout=1.0, write_timeout=1.0)
+        async with BusTerminal(registry, transport=transport, shutdown_timeout=2.0) as terminal:
+            await terminal.bus.emit(Placed("before", 1))
+            await eventually(lambda: seen == [1], "the first event handled")
+            os.kill(server.process.pid, signal.SIGSTOP)
+            frozen = True
+            terminal.bus.emit_nowait(Placed("in flight", 2))
+            writer = transport._writer
+            assert writer is not None
+            await eventually(lambda: bool(writer.in_flight), "the writer waiting on the frozen server")
+        assert transport.statistics().lost_nowait == 1
+        assert seen == [1]
+    finally:
+        if frozen:
+            os.kill(server.process.pid, signal.SIGCONT)
         server.stop()
