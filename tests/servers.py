@@ -135,7 +135,7 @@ class RedisServer:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 _stop(self.process, kill=True)
                 raise ServerError(f"redis-server never answered PING:\n{_tail(self.log)}")
-            time.sleep(0.05)
+            _between_probes(self.process)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server (SIGKILL with ``kill``), waiting for the process to end."""
@@ -291,7 +291,7 @@ class PostgresServer:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 _stop(self.process, kill=True)
                 raise ServerError(f"postgres never accepted sessions:\n{_tail(self.log)}")
-            time.sleep(0.05)
+            _between_probes(self.process)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server (fast shutdown, or SIGKILL with ``kill``)."""
@@ -313,7 +313,15 @@ def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path, what:
             raise ServerError(
                 f"{what} did not answer on port {port} in {START_TIMEOUT} s:\n{_tail(log)}"
             )
-        time.sleep(0.05)
+        _between_probes(process)
+
+
+def _between_probes(process: subprocess.Popen[bytes] | None) -> None:
+    """Wait between two readiness probes of a starting server: 50 ms, or less if it exits."""
+    if process is None:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=0.05)
 
 
 def _stop(
