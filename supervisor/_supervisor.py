@@ -41,8 +41,10 @@ from supervisor._child import (
 )
 from supervisor._errors import ChildNotFoundError, ChildStartError, RestartIntensityExceeded
 from supervisor._linger import Sweeper
+from supervisor._restart_plan import backoff_delay, restart_group, restart_times_of
+from supervisor._shutdown import exited_within, stop_child
 from supervisor._snapshot import ChildCounts, ChildInfo, TreeSnapshot
-from supervisor._spec import BRUTAL_KILL, ChildSpec, Restart, Strategy, SupervisorSpec
+from supervisor._spec import BRUTAL_KILL, ChildSpec, Restart, SupervisorSpec
 
 _log = logging.getLogger("supervisor")
 
@@ -210,7 +212,7 @@ class Supervisor:
         """Stop a child for good (watchers are notified); its spec stays until ``delete_child``."""
         async with self._lock:
             child = self._find(child_id)
-            await self._stop_child(child)
+            await stop_child(child, self.new_future)
             self._finish(child, None)
 
     async def restart_child(self, child_id: str) -> ActorRef | Supervisor:
@@ -369,7 +371,7 @@ class Supervisor:
                 # a SystemExit, KeyboardInterrupt, ... from a start also stops the started ones in
                 # order, and is then raised as itself
                 for done in reversed(started):
-                    await self._stop_child(done)
+                    await stop_child(done, self.new_future)
                     self._finish(done, None)
                 if self._stop_requested and isinstance(exc, ActorStoppedError):
                     return  # stopped while starting: a normal end, as OTP's shutdown
@@ -406,9 +408,10 @@ class Supervisor:
         child.state = ChildState.STOPPING  # its start completing now asks it to stop (signal_started)
         child.runnable.request_stop()
         shutdown = child.spec.shutdown
-        if (shutdown == BRUTAL_KILL or not await self._exited_within(child, shutdown)) and child.scope is not None:
+        exited = shutdown != BRUTAL_KILL and await exited_within(child, shutdown, self.new_future)
+        if not exited and child.scope is not None:
             child.scope.cancel()
-        await self._exited_within(child, math.inf)
+        await exited_within(child, math.inf, self.new_future)
         child.state = ChildState.STOPPED
         raise ActorStoppedError(f"child {child.spec.id!r} of {self.name!r} was stopped while it started")
 
@@ -601,7 +604,7 @@ class Supervisor:
             self._tell_give_up(gave_up)
             raise gave_up
         own = child.spec.intensity
-        if own is not None and over_intensity(self._restart_times_of(child), now, own):
+        if own is not None and over_intensity(restart_times_of(child), now, own):
             _log.error(
                 "supervisor %r: child %r gave up: more than %d restarts within %s s (last: %s)",
                 self.name, child_id, own.max_restarts, own.within, _describe_exit(error),
@@ -610,10 +613,10 @@ class Supervisor:
             self._finish(child, error, ChildState.GAVE_UP)
             return
         self.restarts += 1
-        group = self._group(child)
+        group = restart_group(self.spec.strategy, tuple(self._by_id.values()), child)
         for other in reversed(group):
             if other is not child:
-                await self._stop_child(other)
+                await stop_child(other, self.new_future)
                 if other.spec.restart is Restart.TEMPORARY:
                     # never restarted, even when a sibling's exit stopped it (as in OTP): it is gone
                     self._finish(other, None)
@@ -621,7 +624,7 @@ class Supervisor:
         for member in group:
             member.restarts += 1
             member.state = ChildState.RESTARTING
-        delay = self._backoff_delay(child, now)
+        delay = backoff_delay(child, now)
         _log.info(
             "supervisor %r: child %r %s; restarting %s (restart %d%s)",
             self.name, child_id, "exited" if error is None else f"crashed with {describe_exception(error)}",
@@ -652,35 +655,6 @@ class Supervisor:
                 "give-up listener raised on supervisor %r; ignored", self.name, extra={"supervisor": self.name}
             )
 
-    def _group(self, child: Child) -> tuple[Child, ...]:
-        strategy = self.spec.strategy
-        if strategy is Strategy.ONE_FOR_ONE:
-            return (child,)
-        members = tuple(self._by_id.values())
-        if strategy is Strategy.REST_FOR_ONE:
-            members = members[members.index(child):]
-        alive = (ChildState.RUNNING, ChildState.RESTARTING, ChildState.STARTING)
-        return tuple(c for c in members if c is child or c.state in alive)
-
-    def _backoff_delay(self, child: Child, now: float) -> float:
-        backoff = child.spec.backoff
-        if backoff is None:
-            return 0.0
-        more = more_of(child)
-        if backoff.reset_after is not None and now - more.last_started >= backoff.reset_after:
-            more.backoff_restarts = 0
-        more = more_of(child)
-        delay = backoff.delay_for(child.spec.id, more.backoff_restarts)
-        more.backoff_restarts += 1
-        return delay
-
-    @staticmethod
-    def _restart_times_of(child: Child) -> list[float]:
-        more = more_of(child)
-        if more.restart_times is None:
-            more.restart_times = []
-        return more.restart_times
-
     async def _restart_after(self, timer: Timer, delay: float) -> None:
         with timer.scope:
             await anyio.sleep(delay)
@@ -708,55 +682,8 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         for child in reversed(tuple(self._by_id.values())):
-            await self._stop_child(child)
+            await stop_child(child, self.new_future)
             self._finish(child, None)
-
-    async def _stop_child(self, child: Child) -> None:
-        timer = child.timer
-        if timer is not None:
-            # the group's timer still restarts the other members: it is cancelled with its last one
-            more_of(child).timer = None
-            trim(child)
-            timer.members.remove(child)
-            if not timer.members:
-                timer.scope.cancel()
-        if child.state is ChildState.RESTARTING:
-            child.state = ChildState.STOPPED
-            return
-        runnable = child.runnable
-        idle = isinstance(runnable, ActorCell) and runnable.idle
-        if isinstance(runnable, ActorCell) and child.scope is None and not idle:
-            # woken from outside any task, its activation still to come (see activate): start
-            # it now, so that it is stopped like any running actor (does nothing if it ended)
-            runnable.activate()
-        if child.state is not ChildState.RUNNING or (child.scope is None and not idle):
-            return
-        child.state = ChildState.STOPPING
-        shutdown = child.spec.shutdown
-        if shutdown == BRUTAL_KILL:
-            if child.scope is not None:
-                child.scope.cancel()
-            elif isinstance(runnable, ActorCell):
-                runnable.abandon()  # killed while idle: no task to cancel, and no on_stop
-        else:
-            # an idle actor gets a task again to run its on_stop
-            child.runnable.request_stop()
-            if not await self._exited_within(child, shutdown) and child.scope is not None:
-                child.scope.cancel()
-        await self._exited_within(child, math.inf)
-        child.state = ChildState.STOPPED
-
-    async def _exited_within(self, child: Child, timeout: float) -> bool:
-        if child.scope is None:
-            return True
-        waiter = self.new_future()
-        more = more_of(child)
-        if more.exit_waiters is None:
-            more.exit_waiters = []
-        more.exit_waiters.append(waiter)
-        with anyio.move_on_after(timeout):
-            await waiter
-        return waiter.done() and not waiter.cancelled()
 
     def _finish(self, child: Child, error: BaseException | None, state: ChildState = ChildState.STOPPED) -> None:
         child.state = state
