@@ -147,6 +147,7 @@ class Mailbox:
             self._wake_idle().append(item)
             return
         queue.append(item)
+        # wake() inlined here and in offer(): once per message, on every emit and tell
         receiver = self._receiver
         if receiver is not None:
             self._receiver = None
@@ -195,11 +196,7 @@ class Mailbox:
             self._wake_idle().extend(items)
             return
         queue.extend(items)
-        receiver = self._receiver
-        if receiver is not None:
-            self._receiver = None
-            if not receiver.done():
-                receiver.set_result(None)
+        self.wake()  # once per batch: the call costs nothing here
 
     def put_over_capacity(self, item: Any) -> None:
         """Queue ``item`` at the back even when the mailbox is full: no overflow policy applies.
